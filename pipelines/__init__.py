@@ -1,0 +1,1 @@
+"""Library code for the platform's stages: data, media, shards, preprocessing, training, registry."""

@@ -1,0 +1,1 @@
+"""Dataset annotations, class maps and records shared by every stage."""
