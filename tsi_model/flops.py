@@ -98,3 +98,27 @@ def count_macs(model: nn.Module, clip: torch.Tensor) -> Complexity:
         macs=counter.get_total_flops() // 2 + temporal_macs,
         attention_macs=attention_macs,
     )
+
+
+def complexity_report(
+    names: list[str] | tuple[str, ...], *, frames: int = 8, size: int = 224, num_classes: int = 400, width: int = 64
+) -> list[dict[str, float | str | int]]:
+    """Params (M) and GMACs of registered models on one ``frames x size x size`` clip, with ratios to the first."""
+    from tsi_model.models import get_model
+
+    rows: list[dict[str, float | str | int]] = []
+    for name in names:
+        model = get_model(name, num_classes=num_classes, num_frames=frames, width=width)
+        cost = count_macs(model, torch.randn(1, frames, 3, size, size))
+        rows.append(
+            {
+                "model": name,
+                "frames": frames,
+                "params_m": cost.params / 1e6,
+                "gmacs": cost.gmacs,
+                "attention_gmacs": cost.attention_macs / 1e9,
+            }
+        )
+    for row in rows:
+        row["gmacs_vs_first"] = float(row["gmacs"]) / float(rows[0]["gmacs"])
+    return rows
