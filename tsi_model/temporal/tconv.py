@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tsi_model.temporal.base import FrameAware
@@ -58,14 +57,19 @@ class DepthwiseTemporalConv(FrameAware):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nt, c, h, w = x.shape
         frames = self.unfold(x)
-        pad = self.kernel_size // 2
-        padded = F.pad(frames, (0, 0, 0, 0, 0, 0, pad, pad))
-        t = self.num_frames
-        taps = self.weight.view(c, self.kernel_size).t()  # (K, C)
-        out = padded[:, 0:t] * taps[0].view(1, 1, c, 1, 1)
-        for k in range(1, self.kernel_size):
-            out = out + padded[:, k : k + t] * taps[k].view(1, 1, c, 1, 1)
-        out = out + self.bias.view(1, 1, c, 1, 1)
+        t, pad = self.num_frames, self.kernel_size // 2
+        taps = self.weight.view(c, self.kernel_size).t().reshape(self.kernel_size, 1, 1, c, 1, 1)
+        # centre tap over all frames, then each side tap added into the frames it reaches; slicing
+        # instead of padding keeps autograd from saving a padded copy of the feature map
+        out = frames * taps[pad] + self.bias.view(1, 1, c, 1, 1)
+        for k in range(self.kernel_size):
+            offset = k - pad  # out[t] += w_k * x[t + offset]
+            if offset == 0 or abs(offset) >= t:
+                continue
+            if offset < 0:
+                out[:, -offset:] += frames[:, : t + offset] * taps[k]
+            else:
+                out[:, : t - offset] += frames[:, offset:] * taps[k]
         return out.reshape(nt, c, h, w)
 
     def macs(self, x_shape: torch.Size) -> int:
