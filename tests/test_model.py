@@ -166,3 +166,11 @@ def test_identity_init_makes_untrained_tsi_equal_the_2d_network():
         default = get_model("tsi_r50", **SMALL).eval()
         default.load_state_dict(tsn.state_dict(), strict=False)
         assert (default(x) - tsn(x)).abs().max() > 1e-4
+
+
+def test_channels_last_input_gives_the_same_result():
+    model = get_model("tsi_r50", **SMALL).eval()
+    x = clip(t=4)
+    permuted = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # same values, HWC strides
+    with torch.no_grad():
+        torch.testing.assert_close(model(permuted), model(x))

@@ -158,7 +158,10 @@ class VideoResNet(nn.Module):
             self.set_num_frames(t)
         if t < 2 and self.has_temporal_modules:
             raise ValueError("temporal models need at least 2 frames per clip")
-        scores = self.fc(self.dropout(self.features(clip.flatten(0, 1))))
+        # NCHW-contiguous frames: a permuted (channels-last) input would otherwise propagate odd
+        # strides into every temporal reshape and run ~30x slower on CPU
+        frames = clip.flatten(0, 1).contiguous()
+        scores = self.fc(self.dropout(self.features(frames)))
         return scores.view(n, t, -1).mean(dim=1)  # TSN consensus: average of per-frame scores
 
     def replace_head(self, num_classes: int) -> None:
