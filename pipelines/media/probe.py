@@ -1,0 +1,213 @@
+"""ffprobe a video under a timeout and return typed facts, or a rejection reason as a value.
+
+Frame counts come from ``-count_packets`` (packets actually present in the file), not from the
+container header: a truncated mp4 whose index sits in front still claims every frame it once had.
+Sizes are display sizes, i.e. after the rotation a phone video asks for.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+from pipelines.media import reasons
+from pipelines.media._proc import input_url, run_tool
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the media stage needs to know about one input before decoding it.
+
+    ``width``/``height`` are display sizes (swapped for 90/270 degree rotation); ``num_frames`` is
+    the counted number of video packets; ``fps`` is the average frame rate (for VFR input it is
+    only an average, never use it to map frame indices to time).
+    """
+
+    ok: bool
+    reason: str = ""
+    detail: str = ""
+    size_bytes: int = 0
+    format_name: str = ""
+    codec: str = ""
+    pix_fmt: str = ""
+    width: int = 0
+    height: int = 0
+    rotation: int = 0
+    fps: float = 0.0
+    vfr: bool = False
+    duration: float = 0.0
+    num_frames: int = 0
+    header_frames: int = 0
+    has_audio: bool = False
+    bit_rate: int = 0
+
+    @classmethod
+    def rejected(cls, reason: str, detail: str = "", size_bytes: int = 0) -> "ProbeResult":
+        return cls(ok=False, reason=reason, detail=detail, size_bytes=size_bytes)
+
+
+def _rate(text: str | None) -> float:
+    """``"30000/1001"`` -> 29.97; ``"0/0"`` or garbage -> 0."""
+    if not text:
+        return 0.0
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _number(value: Any, cast=float, default=0):
+    try:
+        result = cast(value)
+    except (TypeError, ValueError):
+        return default
+    if isinstance(result, float) and not math.isfinite(result):
+        return default
+    return result
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    """Rotation in degrees (0/90/180/270) from the display matrix, else the legacy tag."""
+    angle = None
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            angle = _number(side["rotation"], float, None)
+            break
+    if angle is None:
+        angle = _number((stream.get("tags") or {}).get("rotate"), float, 0.0)
+    return int(round(angle / 90.0)) * 90 % 360
+
+
+def _is_picture(stream: dict[str, Any]) -> bool:
+    """Cover art and thumbnails are video streams that are not video."""
+    disposition = stream.get("disposition") or {}
+    return bool(disposition.get("attached_pic") or disposition.get("timed_thumbnails"))
+
+
+def _local_precheck(path: str) -> ProbeResult | None:
+    """Reject missing, empty and non-regular inputs before spending a process on them."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ProbeResult.rejected(reasons.MISSING_FILE, path)
+    except OSError as exc:
+        return ProbeResult.rejected(reasons.MISSING_FILE, f"{type(exc).__name__}: {exc}")
+    if not stat.S_ISREG(st.st_mode):
+        return ProbeResult.rejected(reasons.NOT_A_REGULAR_FILE, path)
+    if st.st_size == 0:
+        return ProbeResult.rejected(reasons.EMPTY_FILE, "0 bytes")
+    return None
+
+
+def option_args(options: Mapping[str, object] | None) -> list[str]:
+    """``{"f": "image2", "framerate": 12}`` -> ``["-f", "image2", "-framerate", "12"]``."""
+    args: list[str] = []
+    for name, value in (options or {}).items():
+        args.append(f"-{name}")
+        if value is not None:
+            args.append(str(value))
+    return args
+
+
+def probe_argv(
+    path: str,
+    count_packets: bool = True,
+    input_options: Mapping[str, object] | None = None,
+    ffprobe: str = "ffprobe",
+) -> list[str]:
+    """The ffprobe command line (argv list) used by :func:`probe`."""
+    argv = [ffprobe, "-v", "error", "-hide_banner", "-show_format", "-show_streams", "-of", "json"]
+    if count_packets:
+        argv.append("-count_packets")
+    return argv + option_args(input_options) + [input_url(path)]
+
+
+def parse_probe(info: dict[str, Any], size_bytes: int = 0) -> ProbeResult:
+    """Turn ffprobe's JSON into a :class:`ProbeResult` (pure; tested without ffprobe)."""
+    streams = info.get("streams") or []
+    fmt = info.get("format") or {}
+    video = next(
+        (s for s in streams if s.get("codec_type") == "video" and not _is_picture(s)), None
+    )
+    has_audio = any(s.get("codec_type") == "audio" for s in streams)
+    size_bytes = size_bytes or _number(fmt.get("size"), int, 0)
+    if video is None:
+        kinds = sorted({str(s.get("codec_type")) for s in streams}) or ["none"]
+        return ProbeResult.rejected(
+            reasons.NO_VIDEO_STREAM, f"streams: {', '.join(kinds)}", size_bytes
+        )
+    rotation = _rotation(video)
+    width = _number(video.get("width"), int, 0)
+    height = _number(video.get("height"), int, 0)
+    if rotation in (90, 270):
+        width, height = height, width
+    counted = video.get("nb_read_packets")
+    header_frames = _number(video.get("nb_frames"), int, 0)
+    num_frames = _number(counted, int, 0) if counted is not None else header_frames
+    duration = _number(video.get("duration"), float, 0.0) or _number(
+        fmt.get("duration"), float, 0.0
+    )
+    avg = _rate(video.get("avg_frame_rate"))
+    real = _rate(video.get("r_frame_rate"))
+    fps = avg or real or (num_frames / duration if duration > 0 else 0.0)
+    result = ProbeResult(
+        ok=True,
+        size_bytes=size_bytes,
+        format_name=str(fmt.get("format_name", "")),
+        codec=str(video.get("codec_name", "")),
+        pix_fmt=str(video.get("pix_fmt", "")),
+        width=width,
+        height=height,
+        rotation=rotation,
+        fps=fps,
+        vfr=bool(avg and real and abs(avg - real) > 0.01 * real),
+        duration=duration,
+        num_frames=num_frames,
+        header_frames=header_frames,
+        has_audio=has_audio,
+        bit_rate=_number(fmt.get("bit_rate"), int, 0),
+    )
+    if counted is not None and num_frames == 0:
+        return replace(result, ok=False, reason=reasons.NO_VIDEO_FRAMES,
+                       detail="video stream has no packets")
+    if width <= 0 or height <= 0:
+        return replace(result, ok=False, reason=reasons.PROBE_FAILED,
+                       detail=f"video stream has no size ({width}x{height})")
+    return result
+
+
+def probe(
+    path: str,
+    timeout_s: float = 30.0,
+    count_packets: bool = True,
+    input_options: Mapping[str, object] | None = None,
+) -> ProbeResult:
+    """ffprobe ``path`` (local file or http(s) URL); never raises for a bad input.
+
+    ``count_packets`` demuxes the whole file (no decoding: milliseconds for a clip) so the frame
+    count is what the file really holds. ``input_options`` are demuxer options placed before the
+    input (an image-sequence pattern needs ``f=image2`` and a frame rate; no file checks then).
+    """
+    size = 0
+    if not path.startswith(("http://", "https://")) and not input_options:
+        bad = _local_precheck(path)
+        if bad is not None:
+            return bad
+        size = os.path.getsize(path)
+    run = run_tool(probe_argv(path, count_packets, input_options), timeout_s)
+    if run.timed_out:
+        return ProbeResult.rejected(reasons.PROBE_TIMEOUT, f"ffprobe ran past {timeout_s:g} s",
+                                    size)
+    if run.returncode != 0:
+        return ProbeResult.rejected(reasons.PROBE_FAILED, run.stderr_tail() or
+                                    f"ffprobe exited {run.returncode}", size)
+    try:
+        info = json.loads(run.stdout.decode("utf-8", "replace") or "{}")
+    except json.JSONDecodeError as exc:
+        return ProbeResult.rejected(reasons.PROBE_FAILED, f"unreadable ffprobe output: {exc}", size)
+    return parse_probe(info, size)

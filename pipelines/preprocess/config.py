@@ -1,0 +1,115 @@
+"""The preprocessing job's config: frozen dataclasses, resolved like every job config.
+
+One YAML per dataset (``jobs/configs/preprocess/*.yaml``) sets what differs between datasets
+(frame-rate cap, short side, output mode, shard size); the CLI fills in the inputs and outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipelines.config import ConfigError, from_dict, parse_overrides
+from pipelines.media.decode import DecodeOptions
+from pipelines.preprocess.plan import TARGET_SHARD_BYTES, default_videos_per_shard
+
+
+@dataclass(frozen=True)
+class ShardingConfig:
+    """Shard plan: ``videos_per_shard`` or, when null, ~``target_shard_bytes`` per shard.
+
+    ``bytes_per_video`` overrides the measured estimate used for that default.
+    """
+
+    videos_per_shard: int | None = None
+    target_shard_bytes: int = TARGET_SHARD_BYTES
+    bytes_per_video: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Task layout: one task per shard, ``workers`` of them at a time (null: as many as CPUs allow).
+
+    ``cpus_per_task`` reserves Ray CPUs per task; keep it equal to ``media.threads``.
+    ``max_retries`` covers lost workers/nodes; ``staging_dir`` is where remote outputs are
+    assembled and remote videos downloaded (node-local disk; null: the system temp dir).
+    """
+
+    workers: int | None = None
+    cpus_per_task: float = 1.0
+    memory_per_task_mb: int | None = None
+    max_retries: int = 3
+    staging_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Everything one run needs. Inputs/outputs may come from YAML or the CLI flags."""
+
+    dataset: str = "dataset"
+    format: Literal["kinetics", "ssv1", "ssv2", "ucf101", "hmdb51", "csv"] | None = None
+    annotations: tuple[str, ...] = ()
+    videos: str | None = None
+    output: str | None = None
+    split: str | None = None
+    classes: str | None = None
+    untrimmed: bool = False
+    overwrite: bool = False
+    media: DecodeOptions = field(default_factory=DecodeOptions)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def videos_per_shard(self) -> int:
+        if self.sharding.videos_per_shard is not None:
+            if self.sharding.videos_per_shard < 1:
+                raise ValueError("sharding.videos_per_shard must be >= 1")
+            return self.sharding.videos_per_shard
+        return default_videos_per_shard(
+            self.media.mode, self.media.fps_cap, self.sharding.target_shard_bytes,
+            self.sharding.bytes_per_video,
+        )
+
+    def missing(self) -> list[str]:
+        """Required settings still unset (format, annotations, videos, output)."""
+        need = {"format": self.format, "annotations": self.annotations, "videos": self.videos,
+                "output": self.output}
+        return [name for name, value in need.items() if not value]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_config(
+    path: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> PreprocessConfig:
+    """Defaults < YAML file < CLI flags (a nested dict) < ``key.sub=value`` overrides.
+
+    Flags are taken as given (a path is never re-parsed as YAML); overrides go through
+    :func:`pipelines.config.parse_overrides`.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        tree = loaded
+    tree = _merge(tree, flags or {})
+    tree = _merge(tree, parse_overrides(list(overrides)))
+    try:
+        return from_dict(PreprocessConfig, tree)
+    except ValueError as exc:  # DecodeOptions validation
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,337 @@
+"""The Ray preprocessing job: plan shards, run one task per shard, merge the manifest.
+
+Driver steps: list the videos root once, read the annotations, settle the dataset's class map,
+plan shards deterministically, skip shards that are already complete (resume), run the rest as
+Ray tasks with bounded concurrency, then merge the per-shard manifest parts with the rows the
+annotation readers refused into ``manifest.parquet`` and ``stats.json``.
+
+Resume (see :mod:`pipelines.preprocess.resume`): a re-run with the same plan skips complete
+shards, deletes leftover ``*.tar.tmp-*`` files and redoes the rest; a re-run whose plan or
+output-affecting settings differ is refused unless ``overwrite`` is set. One job per output at a
+time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.data.annotations import AnnotationError, read_annotations
+from pipelines.data.classes import ClassMap, merge_or_check
+from pipelines.data.records import Annotations, RejectedRecord
+from pipelines.preprocess.config import PreprocessConfig
+from pipelines.preprocess.errors import PlanMismatch, PreprocessError
+from pipelines.preprocess.plan import (
+    PlannedSample, ShardSpec, plan_fingerprint, plan_shards, record_sample,
+)
+from pipelines.preprocess.resume import check_plan, remove_temp_files, resume_state, write_plan
+from pipelines.preprocess.runner import run_tasks
+from pipelines.preprocess.storage import Storage, is_uri
+from pipelines.preprocess.worker import ShardReport, ShardTask
+from pipelines.shards import contract, manifest
+
+log = logging.getLogger("tsi.preprocess")
+
+SHARD_FAILED = "shard_failed"
+KEY_COLLISION = "key_collision"
+
+
+@dataclass
+class SplitSummary:
+    """Outcome of one split: shard bookkeeping plus the manifest counts (``stats``)."""
+
+    split: str
+    shards: int
+    skipped: list[str] = field(default_factory=list)
+    processed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    removed_temp_files: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    manifest: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class JobSummary:
+    splits: dict[str, SplitSummary]
+    classes: str
+
+    @property
+    def ok(self) -> bool:
+        """True when every shard completed (rejected videos do not make a job fail)."""
+        return not any(s.failed for s in self.splits.values())
+
+    def format(self) -> str:
+        """Human-readable summary: ok/rejected per split and rejected counts by reason."""
+        lines = []
+        for s in self.splits.values():
+            st = s.stats
+            lines.append(
+                f"split {s.split}: {st.get('ok', 0)} ok, {st.get('rejected', 0)} rejected "
+                f"({st.get('ok_with_warning', 0)} ok with warnings); shards: {s.shards} "
+                f"({len(s.skipped)} already complete, {len(s.processed)} written, "
+                f"{len(s.failed)} failed); {st.get('stored_bytes', 0) / 1e6:.1f} MB stored; "
+                f"manifest {s.manifest}"
+            )
+            for reason, count in (st.get("rejected_by_reason") or {}).items():
+                lines.append(f"  rejected {reason:<20} {count}")
+            for shard, error in s.failed.items():
+                lines.append(f"  FAILED {shard}: {error}")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def _local_annotations(locations: Iterable[str], workdir: str) -> list[str]:
+    """Object-store annotation files are downloaded (same base name) so readers see local files."""
+    out = []
+    for i, location in enumerate(locations):
+        if is_uri(location) and not any(c in location for c in "*?["):
+            parent, name = location.rsplit("/", 1)
+            target = os.path.join(workdir, str(i), name)
+            os.makedirs(os.path.dirname(target))
+            Storage.open(parent).download(name, target)
+            out.append(target)
+        else:
+            out.append(location)
+    return out
+
+
+def _read_bytes(location: str) -> bytes:
+    if is_uri(location):
+        parent, name = location.rsplit("/", 1)
+        return Storage.open(parent).read_bytes(name)
+    with open(location, "rb") as fh:
+        return fh.read()
+
+
+def _class_map(
+    cfg: PreprocessConfig, output: Storage, annotations: Annotations, files: list[str],
+    listing: list[str],
+) -> tuple[ClassMap, bool]:
+    """The dataset's class map and whether it is new (to be written to ``classes.json``)."""
+    existing = None
+    if output.exists(contract.CLASSES):
+        existing = ClassMap.parse(output.read_bytes(contract.CLASSES).decode("utf-8"),
+                                  where=output.uri(contract.CLASSES))
+    explicit = None
+    if cfg.classes:
+        explicit = ClassMap.parse(_read_bytes(cfg.classes).decode("utf-8-sig"), where=cfg.classes)
+    basis = annotations
+    if existing is None and explicit is None and annotations.class_names is None and cfg.split:
+        # "sorted label names over all annotation files given", not just this split's rows
+        try:
+            basis = read_annotations(cfg.format, files, listing, split=None,
+                                     trimmed=not cfg.untrimmed)
+        except AnnotationError:
+            basis = annotations
+    return merge_or_check(basis, existing=existing, explicit=explicit), existing is None
+
+
+# ------------------------------------------------------------------------------- plan
+
+
+def _settings(cfg: PreprocessConfig, classes: ClassMap) -> dict[str, Any]:
+    """Settings that change what is stored; a resume must see the same ones."""
+    media = dataclasses.asdict(cfg.media)
+    for transient in ("threads", "probe_timeout_s", "decode_timeout_s"):
+        media.pop(transient)
+    return {"dataset": cfg.dataset, "format_version": contract.FORMAT_VERSION, "media": media,
+            "videos": cfg.videos, "classes": classes.digest}
+
+
+# ---------------------------------------------------------------------------- manifest
+
+
+def _rejected_rows(rejected: Iterable[RejectedRecord], classes: ClassMap) -> list[dict]:
+    rows = []
+    for r in rejected:
+        rows.append({
+            "key": contract.sample_key(r.video_id) if r.video_id else "",
+            "status": manifest.REJECTED, "reason": r.reason, "video_id": r.video_id,
+            "label": classes.index(r.label) if r.label in classes else None,
+            "label_name": r.label, "source": r.source, "split": r.split,
+        })
+    return rows
+
+
+def _failed_rows(spec: ShardSpec, split: str, videos: Storage, error: str) -> list[dict]:
+    return [{"key": s.key, "status": manifest.REJECTED, "reason": SHARD_FAILED,
+             "detail": error[:500], "video_id": s.video_id, "label": s.label,
+             "label_name": s.label_name, "source": videos.uri(s.path), "split": split,
+             "time_start": s.time_start, "time_end": s.time_end} for s in spec.samples]
+
+
+def _merge_manifest(
+    output: Storage, split: str, plan: list[ShardSpec], failures: dict[str, str],
+    videos: Storage, extra_rows: list[dict],
+) -> pa.Table:
+    tables = []
+    for spec in plan:
+        if spec.name in failures:
+            tables.append(manifest.table(_failed_rows(spec, split, videos, failures[spec.name])))
+            continue
+        data = output.read_bytes(f"{split}/{contract.part_name(spec.name)}")
+        tables.append(pq.read_table(io.BytesIO(data)).cast(manifest.SCHEMA))
+    tables.append(manifest.table(extra_rows))
+    return pa.concat_tables(tables)
+
+
+def _write_table(output: Storage, rel: str, table: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    output.write_bytes(rel, buffer.getvalue())
+
+
+# ------------------------------------------------------------------------------- job
+
+
+def _samples(
+    annotations: Annotations, classes: ClassMap, files: set[str]
+) -> tuple[list[PlannedSample], list[dict]]:
+    """Planned samples with keys and class indices; key collisions become rejected rows."""
+    samples: list[PlannedSample] = []
+    extra: list[dict] = []
+    owners: dict[str, str] = {}
+    for record in annotations.records:
+        key = contract.sample_key(record.video_id)
+        if owners.setdefault(key, record.video_id) != record.video_id:
+            extra.append({"key": key, "status": manifest.REJECTED, "reason": KEY_COLLISION,
+                          "detail": f"same key as video id {owners[key]!r}",
+                          "video_id": record.video_id, "label": classes.index(record.label),
+                          "label_name": record.label, "source": record.path,
+                          "split": record.split})
+            continue
+        samples.append(record_sample(record, key, classes.index(record.label),
+                                     frames_dir=record.path not in files))
+    return samples, extra
+
+
+def _split_stats(
+    cfg: PreprocessConfig, split: str, table: pa.Table, plan: list[ShardSpec], complete: set[str],
+    reports: dict[str, ShardReport], failures: dict[str, str], classes: ClassMap,
+    fingerprint: str, seconds: float,
+) -> dict[str, Any]:
+    """``stats.json``: manifest counts plus run facts (settings, shards, time, memory)."""
+    stats = manifest.summarize(table)
+    stats.update({
+        "dataset": cfg.dataset, "split": split, "format_version": contract.FORMAT_VERSION,
+        "mode": cfg.media.mode, "media": dataclasses.asdict(cfg.media),
+        "videos_per_shard": cfg.videos_per_shard(), "planned_shards": len(plan),
+        "shards_skipped": len(complete), "shards_written": len(reports),
+        "shards_failed": sorted(failures), "classes_sha256": classes.digest,
+        "plan_fingerprint": fingerprint, "wall_seconds": round(seconds, 3),
+        "tar_bytes_written": sum(r.tar_bytes for r in reports.values()),
+        "task_seconds": round(sum(r.seconds for r in reports.values()), 3),
+        "task_cpu_seconds": round(sum(r.cpu_seconds for r in reports.values()), 3),
+        "worker_peak_rss_mb": max((r.max_rss_mb for r in reports.values()), default=None),
+        "ffmpeg_peak_rss_mb": max((r.max_child_rss_mb for r in reports.values()), default=None),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return stats
+
+
+def _run_split(
+    cfg: PreprocessConfig, split: str, annotations: Annotations, classes: ClassMap,
+    videos: Storage, output: Storage, files: set[str],
+) -> SplitSummary:
+    began = time.perf_counter()
+    samples, extra = _samples(annotations, classes, files)
+    plan = plan_shards(samples, cfg.videos_per_shard(), cfg.sharding.seed) if samples else []
+    settings = _settings(cfg, classes)
+    fingerprint = plan_fingerprint(plan, settings)
+    check_plan(output, split, fingerprint, cfg.overwrite)
+    write_plan(output, split, fingerprint, plan, settings)
+    complete, stale = resume_state(output, split, plan)
+    summary = SplitSummary(split=split, shards=len(plan), removed_temp_files=stale,
+                           skipped=sorted(complete))
+    log.info("split %s: %d videos in %d shards (%d videos/shard); %d already complete%s",
+             split, len(samples), len(plan), cfg.videos_per_shard(), len(complete),
+             f"; removed {len(stale)} stale temp files" if stale else "")
+    for name in sorted(complete):
+        log.info("%s/%s complete, skipping", split, name)
+    tasks = [ShardTask(spec, split, cfg.dataset, videos.location, output.location, cfg.media,
+                       cfg.ray.staging_dir) for spec in plan if spec.name not in complete]
+    reports, failures = run_tasks(tasks, cfg, not (videos.is_local and output.is_local),
+                                   sum(len(t.spec.samples) for t in tasks))
+    summary.processed = sorted(reports)
+    summary.failed = failures
+    # a retried attempt (worker or node lost mid-shard) leaves its temp file behind
+    summary.removed_temp_files += remove_temp_files(output, split)
+    rows = extra + _rejected_rows(annotations.rejected, classes)
+    table = _merge_manifest(output, split, plan, failures, videos, rows)
+    manifest_rel = f"{split}/{contract.MANIFEST}"
+    _write_table(output, manifest_rel, table)
+    summary.manifest = output.uri(manifest_rel)
+    summary.seconds = time.perf_counter() - began
+    stats = _split_stats(cfg, split, table, plan, complete, reports, failures, classes,
+                         fingerprint, summary.seconds)
+    output.write_bytes(f"{split}/{contract.STATS}",
+                       json.dumps(stats, indent=1, ensure_ascii=False).encode())
+    summary.stats = stats
+    return summary
+
+
+def _by_split(annotations: Annotations, default: str | None) -> dict[str, Annotations]:
+    """Group records and refused rows by split (one output folder per split)."""
+    names = sorted({r.split for r in annotations.records})
+    fallback = default or (Counter(r.split for r in annotations.records).most_common(1)[0][0]
+                           if annotations.records else "train")
+    groups = {name: Annotations([], [], annotations.class_names) for name in names}
+    for record in annotations.records:
+        groups[record.split].records.append(record)
+    for rejected in annotations.rejected:
+        split = rejected.split or fallback
+        groups.setdefault(split, Annotations([], [], annotations.class_names))
+        groups[split].rejected.append(rejected)
+    return groups
+
+
+def run_preprocess(cfg: PreprocessConfig) -> JobSummary:
+    """Run the whole job for ``cfg``; returns per-split summaries (see :class:`JobSummary`)."""
+    missing = cfg.missing()
+    if missing:
+        raise PreprocessError(f"missing setting(s): {', '.join(missing)}")
+    videos = Storage.open(cfg.videos)  # type: ignore[arg-type]
+    output = Storage.open(cfg.output)  # type: ignore[arg-type]
+    listing = videos.list_files()
+    if not listing:
+        raise PreprocessError(f"no files under {videos.uri()}")
+    log.info("listed %d files under %s", len(listing), videos.uri())
+    with tempfile.TemporaryDirectory(prefix="tsi-annotations-") as tmp:
+        files = _local_annotations(cfg.annotations, tmp)
+        annotations = read_annotations(cfg.format, files, listing, split=cfg.split,
+                                       trimmed=not cfg.untrimmed)
+        classes, new = _class_map(cfg, output, annotations, files, listing)
+    annotations = classes.restrict(annotations)
+    if new:
+        output.write_bytes(contract.CLASSES, classes.to_json().encode("utf-8"))
+    log.info("%d usable rows, %d refused by the reader; %d classes",
+             len(annotations.records), len(annotations.rejected), len(classes))
+    listed = set(listing)
+    splits = {}
+    for split, part in _by_split(annotations, cfg.split).items():
+        splits[split] = _run_split(cfg, split, part, classes, videos, output, listed)
+    return JobSummary(splits=splits, classes=output.uri(contract.CLASSES))
+
+
+def summary_dict(summary: JobSummary) -> dict[str, Any]:
+    """JSON-ready form of a summary (for ``--summary-json`` and logs)."""
+    return {"classes": summary.classes, "ok": summary.ok,
+            "splits": {k: dataclasses.asdict(v) for k, v in summary.splits.items()}}
+
+
+__all__ = ["JobSummary", "PlanMismatch", "PreprocessError", "SplitSummary", "run_preprocess",
+           "summary_dict"]

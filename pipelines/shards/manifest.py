@@ -1,0 +1,108 @@
+"""``manifest.parquet`` (one row per input row) and ``stats.json`` (counts, bytes, durations).
+
+The manifest is how a platform team answers "where did video X go and why": every annotation row
+becomes exactly one row, ``ok`` with the shard that holds it or ``rejected`` with a reason code
+and a detail. Probe facts ride along so dataset statistics need no second pass over the videos.
+
+``source`` is the video's path or URI, or ``file:line`` of the annotation row for rows the
+annotation reader refused; ``shard`` is empty unless the row is ``ok``; ``src_*`` columns are
+probe facts of the input, the unprefixed ``num_frames``/``width``/``height``/``fps`` what was
+stored; ``warning`` flags kept-but-suspicious inputs (truncated, cut at ``max_frames``).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+
+OK = "ok"
+REJECTED = "rejected"
+
+SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string()),
+    pa.field("warning", pa.string()),
+    pa.field("shard", pa.string(), nullable=False),
+    pa.field("label", pa.int32()),
+    pa.field("label_name", pa.string()),
+    pa.field("video_id", pa.string()),
+    pa.field("source", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("time_start", pa.float64()),
+    pa.field("time_end", pa.float64()),
+    # probe facts of the input
+    pa.field("size_bytes", pa.int64()),
+    pa.field("container", pa.string()),
+    pa.field("codec", pa.string()),
+    pa.field("pix_fmt", pa.string()),
+    pa.field("src_width", pa.int32()),
+    pa.field("src_height", pa.int32()),
+    pa.field("rotation", pa.int16()),
+    pa.field("src_fps", pa.float64()),
+    pa.field("vfr", pa.bool_()),
+    pa.field("src_duration", pa.float64()),
+    pa.field("src_frames", pa.int64()),
+    pa.field("header_frames", pa.int64()),
+    pa.field("has_audio", pa.bool_()),
+    pa.field("bit_rate", pa.int64()),
+    # what was stored
+    pa.field("num_frames", pa.int32()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("fps", pa.float64()),
+    pa.field("duration", pa.float64()),
+    pa.field("sample_bytes", pa.int64()),
+    pa.field("decode_seconds", pa.float64()),
+    pa.field("ffmpeg_peak_rss_mb", pa.float64()),
+])
+
+_DEFAULTS: dict[str, Any] = {"reason": "", "detail": "", "warning": "", "shard": ""}
+
+
+def table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Rows (dicts with any subset of the schema's columns) as a manifest table."""
+    names = SCHEMA.names
+    columns: dict[str, list[Any]] = {n: [] for n in names}
+    for row in rows:
+        extra = set(row) - set(names)
+        if extra:
+            raise KeyError(f"not manifest columns: {sorted(extra)}")
+        for name in names:
+            columns[name].append(row.get(name, _DEFAULTS.get(name)))
+    return pa.table(columns, schema=SCHEMA)
+
+
+def empty() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def summarize(manifest: pa.Table) -> dict[str, Any]:
+    """Counts for ``stats.json`` and the job's summary line: ok, rejected, rejected by reason."""
+    status = manifest.column("status").to_pylist()
+    reasons = [r for s, r in zip(status, manifest.column("reason").to_pylist()) if s == REJECTED]
+    ok_rows = [i for i, s in enumerate(status) if s == OK]
+    take = manifest.take(ok_rows) if ok_rows else manifest.slice(0, 0)
+
+    def total(column: str) -> float:
+        return float(sum(v or 0 for v in take.column(column).to_pylist()))
+
+    warnings = sum(1 for w in take.column("warning").to_pylist() if w)
+    labels = Counter(take.column("label_name").to_pylist())
+    return {
+        "rows": manifest.num_rows,
+        "ok": len(ok_rows),
+        "rejected": len(reasons),
+        "rejected_by_reason": dict(sorted(Counter(reasons).items())),
+        "ok_with_warning": warnings,
+        "ok_per_class": dict(sorted(labels.items())),
+        "shards": len({s for s in take.column("shard").to_pylist() if s}),
+        "stored_bytes": int(total("sample_bytes")),
+        "input_bytes": int(total("size_bytes")),
+        "stored_frames": int(total("num_frames")),
+        "stored_seconds": round(total("duration"), 3),
+        "source_seconds": round(total("src_duration"), 3),
+        "decode_seconds": round(total("decode_seconds"), 3),
+    }
