@@ -68,7 +68,7 @@ def train_and_evaluate(
         for i in range(0, len(val_y), 16):
             logits = model(to_clip(sample_frames(val_x[i : i + 16], args.frames, None)))
             correct += int((logits.argmax(1).numpy() == val_y[i : i + 16]).sum())
-    return {"model": name, "seed": seed, "val_acc": correct / len(val_y), "final_loss": float(loss), "train_s": train_s}
+    return {"model": name, "seed": seed, "val_acc": correct / len(val_y), "final_loss": float(loss.detach()), "train_s": train_s}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
