@@ -76,6 +76,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1.8e6 without a sign as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if annotation is str:
         if isinstance(value, str):
@@ -100,7 +105,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         kwargs[name] = _coerce(value, hints[name], f"{where + '.' if where else ''}{name}")
     try:
         return cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # missing fields, or a __post_init__ validation
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
 
@@ -130,11 +137,12 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_trees(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge two nested dicts; ``extra`` wins, sections merge key by key."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_trees(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -145,14 +153,20 @@ def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
+    flags: dict[str, Any] | None = None,
 ) -> T:
-    """Resolve ``cls`` defaults < ``base`` < YAML file < CLI overrides into a frozen config."""
+    """Resolve ``cls`` defaults < ``base`` < YAML file < ``flags`` < CLI overrides into a frozen config.
+
+    ``flags`` are values a job's own command-line options set (taken as given, never re-parsed as
+    YAML); ``overrides`` are ``key.sub=value`` strings whose values are parsed as YAML.
+    """
     tree: dict[str, Any] = dict(base or {})
     if path is not None:
         text = Path(path).read_text()
         loaded = yaml.safe_load(text) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        tree = _merge(tree, loaded)
-    tree = _merge(tree, parse_overrides(list(overrides)))
+        tree = merge_trees(tree, loaded)
+    tree = merge_trees(tree, flags or {})
+    tree = merge_trees(tree, parse_overrides(list(overrides)))
     return from_dict(cls, tree)

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 
-from pipelines.config import ConfigError, from_dict, parse_overrides
+from pipelines.config import load_config
 from pipelines.media.decode import DecodeOptions
 from pipelines.preprocess.plan import TARGET_SHARD_BYTES, default_videos_per_shard
 
@@ -79,16 +78,6 @@ class PreprocessConfig:
         return [name for name, value in need.items() if not value]
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def resolve_config(
     path: str | Path | None = None,
     flags: dict[str, Any] | None = None,
@@ -99,17 +88,4 @@ def resolve_config(
     Flags are taken as given (a path is never re-parsed as YAML); overrides go through
     :func:`pipelines.config.parse_overrides`.
     """
-    tree: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        tree = loaded
-    tree = _merge(tree, flags or {})
-    tree = _merge(tree, parse_overrides(list(overrides)))
-    try:
-        return from_dict(PreprocessConfig, tree)
-    except ValueError as exc:  # DecodeOptions validation
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(str(exc)) from exc
+    return load_config(PreprocessConfig, path, overrides, flags=flags)

@@ -104,6 +104,8 @@ def _local_annotations(locations: Iterable[str], workdir: str) -> list[str]:
             os.makedirs(os.path.dirname(target))
             Storage.open(parent).download(name, target)
             out.append(target)
+        elif not is_uri(location) and not any(c in location for c in "*?[") and not os.path.exists(location):
+            raise PreprocessError(f"annotation file {location} does not exist")
         else:
             out.append(location)
     return out
@@ -306,12 +308,13 @@ def run_preprocess(cfg: PreprocessConfig) -> JobSummary:
         raise PreprocessError(f"missing setting(s): {', '.join(missing)}")
     videos = Storage.open(cfg.videos)  # type: ignore[arg-type]
     output = Storage.open(cfg.output)  # type: ignore[arg-type]
-    listing = videos.list_files()
-    if not listing:
-        raise PreprocessError(f"no files under {videos.uri()}")
-    log.info("listed %d files under %s", len(listing), videos.uri())
     with tempfile.TemporaryDirectory(prefix="tsi-annotations-") as tmp:
+        # annotations first: a wrong path fails before listing a possibly huge videos root
         files = _local_annotations(cfg.annotations, tmp)
+        listing = videos.list_files()
+        if not listing:
+            raise PreprocessError(f"no files under {videos.uri()}")
+        log.info("listed %d files under %s", len(listing), videos.uri())
         annotations = read_annotations(cfg.format, files, listing, split=cfg.split,
                                        trimmed=not cfg.untrimmed)
         classes, new = _class_map(cfg, output, annotations, files, listing)
