@@ -12,14 +12,13 @@ Re-running resumes: complete shards are skipped.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config import load_config
+from pipelines.config import parse_job_config
 from pipelines.synthetic import SyntheticConfig
 
 
@@ -40,11 +39,7 @@ def segment_centres(total: int, segments: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML with DemoConfig fields")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides")
-    args = parser.parse_args(argv)
-    config = load_config(DemoConfig, args.config, args.overrides)
+    config = parse_job_config(DemoConfig, __doc__, argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     root = Path(config.output).resolve()
     videos, shards = root / "videos", root / "shards"

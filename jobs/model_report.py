@@ -4,11 +4,10 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
-from pipelines.config import load_config
+from pipelines.config import parse_job_config
 
 
 @dataclass(frozen=True)
@@ -21,11 +20,7 @@ class ModelReportConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML file with ModelReportConfig fields")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    args = parser.parse_args(argv)
-    config = load_config(ModelReportConfig, args.config, args.overrides)
+    config = parse_job_config(ModelReportConfig, __doc__, argv)
 
     from pipelines.report import format_table
     from tsi_model.flops import complexity_report

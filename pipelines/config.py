@@ -170,3 +170,14 @@ def load_config(
     tree = merge_trees(tree, flags or {})
     tree = merge_trees(tree, parse_overrides(list(overrides)))
     return from_dict(cls, tree)
+
+
+def parse_job_config(cls: type[T], description: str | None, argv: list[str] | None = None) -> T:
+    """The command line every config-only job shares: ``[--config FILE] [key.sub=value ...]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help=f"YAML file with {cls.__name__} fields")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    args = parser.parse_args(argv)
+    return load_config(cls, args.config, args.overrides)

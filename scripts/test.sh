@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup.sh"
-export RAY_USAGE_STATS_ENABLED=0 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true DS_ACCELERATOR=cpu
-export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$ROOT/.torch_extensions}"
-cd "$ROOT"
-exec "${TSI_VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+exec "$PYTHON" -m pytest "$@"
