@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--train-per-class", type=int, default=48)
     parser.add_argument("--val-per-class", type=int, default=16)
+    parser.add_argument("--distractors", type=int, default=3, help="SyntheticConfig.max_distractors")
+    parser.add_argument("--pan", type=float, default=1.5, help="SyntheticConfig.max_pan (camera pan, px/frame)")
     parser.add_argument("--output", default="alignment_accuracy")
     args = parser.parse_args(argv)
 
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         num_frames=16,
         height=args.size,
         width=args.size,
+        max_distractors=args.distractors,
+        max_pan=args.pan,
     )
     data = {split: make_arrays(config, split) for split in config.splits}
     classes = len(class_names(config))
