@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -44,12 +43,12 @@ from pipelines.data.annotations._common import (
     UNKNOWN_LABEL,
 )
 from pipelines.data.records import Annotations, RejectedRecord
+from pipelines.locations import has_scheme, read_bytes
 
 FORMAT_NAME = "tsi-classes"
 FORMAT_VERSION = 1
 # Rejections whose label is not trustworthy and must not enter a class map built from data.
 _UNTRUSTED_LABEL_REASONS = frozenset({EMPTY_LABEL, UNKNOWN_LABEL, LABEL_CONFLICT, MALFORMED_ROW})
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class ClassMapError(ValueError):
@@ -142,7 +141,7 @@ class ClassMap:
         """Write ``classes.json``; locally via a temporary file and rename (never half-written)."""
         text = self.to_json()
         target = str(path)
-        if _URI.match(target):
+        if has_scheme(target):
             import fsspec
 
             with fsspec.open(target, "w", encoding="utf-8") as fh:
@@ -164,14 +163,7 @@ class ClassMap:
         """Read ``classes.json`` or another class list (see the module docstring)."""
         target = str(path)
         try:
-            if _URI.match(target):
-                import fsspec
-
-                with fsspec.open(target, "rb") as fh:
-                    raw = fh.read()
-            else:
-                raw = Path(target).read_bytes()
-            text = raw.decode("utf-8-sig")
+            text = read_bytes(target).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise ClassMapError(f"cannot read class list {target}: {exc}") from exc
         return cls.parse(text, where=target)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pipelines.data.records import Annotations, RejectedRecord, VideoRecord
+from pipelines.locations import has_scheme, read_bytes
 
 # Reason codes (stable; documented in pipelines/data/annotations/__init__.py).
 MISSING_FILE = "missing_file"
@@ -46,7 +47,6 @@ VIDEO_EXTENSIONS = frozenset(
      ".wmv", ".ts"}
 )
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -69,7 +69,7 @@ def expand_inputs(annotations: str | Path | Sequence[str | Path]) -> list[str]:
     out: list[str] = []
     for item in items:
         text = str(item)
-        if _URI.match(text):
+        if has_scheme(text):
             out.extend(_expand_uri(text))
         elif Path(text).is_dir():
             files = sorted(str(p) for p in Path(text).iterdir() if p.is_file())
@@ -107,13 +107,7 @@ def open_text(location: str) -> Iterator[TextIO]:
     strings, and labels must come out exactly as the dataset wrote them.
     """
     try:
-        if _URI.match(location):
-            import fsspec
-
-            with fsspec.open(location, "rb") as fh:
-                raw = fh.read()
-        else:
-            raw = Path(location).read_bytes()
+        raw = read_bytes(location)
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file {location}: {exc}") from exc
     try:
@@ -165,7 +159,7 @@ def safe_relpath(raw: str) -> str | None:
     leaving it; ``a/../b.mp4`` is fine and becomes ``b.mp4``.
     """
     text = raw.strip().replace("\\", "/")
-    if not text or text.startswith("/") or _URI.match(text) or re.match(r"^[A-Za-z]:", text):
+    if not text or text.startswith("/") or has_scheme(text) or re.match(r"^[A-Za-z]:", text):
         return None
     norm = posixpath.normpath(text)
     if norm == ".." or norm.startswith("../") or norm == ".":
