@@ -50,27 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = write_dataset(config.synthetic, videos, workers=config.workers)
     print(f"[1/4] synthetic dataset: {csv_path} ({time.perf_counter() - start:.1f} s)", flush=True)
 
-    from jobs.preprocess import main as preprocess_main
+    from pipelines.preprocess.config import resolve_config
+    from pipelines.preprocess.job import run_preprocess
 
-    status = preprocess_main(
-        [
-            "--config", config.preprocess_config,
-            "--format", "kinetics",
-            "--annotations", str(csv_path),
-            "--videos", str(videos),
-            "--output", str(shards),
-            "--workers", str(config.workers),
-        ]
-    )
-    if status != 0:
-        print(f"preprocessing failed with status {status}", file=sys.stderr)
-        return status
+    flags = {"format": "kinetics", "annotations": [str(csv_path)], "videos": str(videos),
+             "output": str(shards), "ray": {"workers": config.workers}}
+    summary = run_preprocess(resolve_config(config.preprocess_config, flags))
+    print(summary.format(), flush=True)
+    if not summary.ok or summary.stored == 0:
+        print("preprocessing did not complete; re-run to resume", file=sys.stderr)
+        return 1
     print(f"[2/4] shards under {shards}", flush=True)
 
     import numpy as np
     import torch
 
     from pipelines.data.classes import ClassMap
+    from pipelines.shards import contract
     from pipelines.shards.reader import decode_frames, frame_count, list_shards, open_shards, sample_label, sample_meta
     from tsi_model import get_model, normalize_clip
 
@@ -78,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     urls = list_shards(str(shards), "val")
     clips, labels, names = [], [], []
     for sample in open_shards(urls):
-        blob = sample["frames.msgpack"]
+        blob = sample[contract.FRAMES]
         frames = decode_frames(blob, segment_centres(frame_count(blob), config.clip_frames))
         clips.append(frames)
         labels.append(sample_label(sample))
@@ -95,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         logits = model(normalize_clip(batch[:8]))
     print(f"      {config.model} (width {config.model_width}, untrained) logits {tuple(logits.shape)} on the first 8 clips")
 
-    from jobs.model_report import main as report_main
+    from pipelines.report import format_table
+    from tsi_model.flops import complexity_report
 
-    print("[4/4] model cost at the paper's input:", flush=True)
-    return report_main(["frames=8", "size=224"])
+    print("[4/4] model cost at the paper's input (8 frames x 224x224, 400 classes):", flush=True)
+    rows = complexity_report(("tsn_r50", "tsm_r50", "tsi_r50", "tsi_r50_fast_align"),
+                             frames=8, size=224, num_classes=400, width=64)
+    print(format_table(rows, list(rows[0].keys())))
+    return 0
 
 
 if __name__ == "__main__":

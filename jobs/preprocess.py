@@ -5,9 +5,15 @@
         [--split train] [--workers 64] [--classes classes.txt] [--untrimmed] [media.fps_cap=8]
 
 Connects to ``RAY_ADDRESS`` when set (``ray job submit`` sets it), else to a Ray instance
-started on this machine with ``ray start``, else starts a local one. Exit status: 0 when every
-shard completed (rejected videos are listed in the manifest, not errors), 1 when some shard
-failed (re-run the same command to resume), 2 for a bad configuration or input.
+started on this machine with ``ray start``, else starts a local one -- only once the settings,
+paths and the output's lock have been checked.
+
+Exit status:
+  0  every shard completed (rejected videos are manifest rows, not errors)
+  1  some shard failed: re-run the same command to resume
+  2  bad configuration or input (one line on stderr), found before Ray starts or any file is written
+  3  nothing was stored: every input row was rejected (see the manifest; a wrong --videos?)
+  4  another run holds the output's lock: wait for it or stop it, then re-run
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import os
 import sys
 
 FORMATS = ("kinetics", "ssv1", "ssv2", "ucf101", "hmdb51", "csv")
+EXIT_OK, EXIT_SHARD_FAILED, EXIT_BAD_INPUT, EXIT_NOTHING_STORED, EXIT_LOCKED = 0, 1, 2, 3, 4
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,25 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.data.annotations import AnnotationError
     from pipelines.data.classes import ClassMapError
     from pipelines.preprocess.config import resolve_config
-    from pipelines.preprocess.job import PreprocessError, run_preprocess, summary_dict
+    from pipelines.preprocess.job import OutputLocked, PreprocessError, run_preprocess, summary_dict
 
     try:
-        cfg = resolve_config(args.config, _flags(args), args.overrides)
-        if cfg.missing():
-            raise ConfigError(f"missing: {', '.join('--' + m for m in cfg.missing())}")
-        import ray
-
-        if not ray.is_initialized():  # no runtime_env here: `ray job submit` sets the job's
-            ray.init(address=os.environ.get("RAY_ADDRESS") or None)
-        summary = run_preprocess(cfg)
+        summary = run_preprocess(resolve_config(args.config, _flags(args), args.overrides))
+    except OutputLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (ConfigError, AnnotationError, ClassMapError, PreprocessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print(summary.format())
     if args.summary_json:
         with open(args.summary_json, "w", encoding="utf-8") as fh:
             json.dump(summary_dict(summary), fh, indent=1, ensure_ascii=False)
-    return 0 if summary.ok else 1
+    if not summary.ok:
+        return EXIT_SHARD_FAILED
+    if summary.stored == 0:
+        print("error: nothing was stored: every input row was rejected (reasons above and in the "
+              "manifest); check --videos and --annotations", file=sys.stderr)
+        return EXIT_NOTHING_STORED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

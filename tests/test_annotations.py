@@ -387,17 +387,17 @@ def test_csv_with_header_awkward_labels_and_escaping_paths(tmp_path: Path) -> No
     available = {"videos/a.mp4", "videos/b.mp4", "videos/c.mp4", "videos/d.mp4", "videos/e.mp4"}
     result = read_annotations("csv", csv_path, available)
     got = by_id(result)
-    assert got["videos/a"].label == "label, with comma"
-    assert got["videos/b"].label == "it's fine"
-    assert got["videos/d"].label == 'naïve ☕ "quoted"'
-    assert got["videos/d"].path == "videos/d.mp4"
+    assert got["videos/a.mp4"].label == "label, with comma"  # the id keeps the extension
+    assert got["videos/b.mp4"].label == "it's fine"
+    assert got["videos/d.mp4"].label == 'naïve ☕ "quoted"'
+    assert got["videos/d.mp4"].path == "videos/d.mp4"
     src = str(csv_path)
     assert reasons(result) == {
         f"{src}:4": "path_escapes_root",
         f"{src}:5": "path_escapes_root",
         f"{src}:6": "path_escapes_root",
         f"{src}:7": "missing_file",
-        f"{src}:8": "duplicate",
+        f"{src}:8": "label_conflict",  # a repeated id with another label
         f"{src}:9": "empty_label",
         f"{src}:11": "malformed_row",
     }
@@ -439,3 +439,51 @@ def test_unreadable_inputs_raise_clear_errors(tmp_path: Path) -> None:
         read_annotations("csv", good, {"../x.mp4"})
     bom = write(tmp_path, "bom.csv", "\ufeffpath,label\nx.mp4,cat\n")
     assert [r.label for r in read_annotations("csv", bom, {"./x.mp4"}).records] == ["cat"]
+
+
+def test_labels_are_nfc_and_control_characters_are_refused(tmp_path: Path) -> None:
+    csv_path = write(tmp_path, "k.csv", (
+        "label,youtube_id,time_start,time_end,split\n"
+        "café,aaa,0,10,train\n"
+        "cafe\u0301,bbb,0,10,train\n"         # the same class typed with a combining accent
+        '"tab\there",ccc,0,10,train\n'
+        "bidi\u202eevil,ddd,0,10,train\n"
+    ))
+    available = {f"{v}_000000_000010.mp4" for v in ("aaa", "bbb", "ccc", "ddd")}
+    result = read_annotations("kinetics", csv_path, available)
+    assert {r.label for r in result.records} == {"café"}
+    assert [r.reason for r in result.rejected] == ["bad_label", "bad_label"]
+    assert "control characters" in result.rejected[0].detail
+
+
+def test_repeated_id_is_duplicate_or_label_conflict_and_details_say_what_was_looked_for(
+        tmp_path: Path) -> None:
+    csv_path = write(tmp_path, "k.csv", (
+        "label,youtube_id,time_start,time_end,split\n"
+        "a,vid,0,10,train\n"
+        "a,vid,0,10,train\n"
+        "b,vid,0,10,train\n"
+        "a,gone,0,10,train\n"
+        "a,late,20,10,train\n"
+    ))
+    result = read_annotations("kinetics", csv_path, {"vid_000000_000010.mp4"})
+    got = {r.source.rsplit(":", 1)[1]: r for r in result.rejected}
+    assert (got["3"].reason, got["4"].reason) == ("duplicate", "label_conflict")
+    assert "already accepted as 'a'" in got["4"].detail
+    assert got["5"].reason == "missing_file" and "'gone_000000_000010'" in got["5"].detail
+    assert got["6"].reason == "bad_time_range"
+    assert got["6"].detail == "time_start=20.0, time_end=10.0"
+
+
+def test_csv_twin_extensions_are_two_samples_and_padded_names_resolve(tmp_path: Path) -> None:
+    csv_path = write(tmp_path, "list.csv", "path,label\nx.mp4,a\nx.mkv,a\n lead.mp4,a\ntrail.mp4 ,a\n")
+    available = {"x.mp4", "x.mkv", " lead.mp4", "trail.mp4"}
+    result = read_annotations("csv", csv_path, available)
+    assert sorted(r.path for r in result.records) == [" lead.mp4", "trail.mp4", "x.mkv", "x.mp4"]
+    assert len({r.video_id for r in result.records}) == 4 and not result.rejected
+
+
+def test_file_uri_annotations_are_local(tmp_path: Path) -> None:
+    csv_path = write(tmp_path, "list.csv", "path,label\nx.mp4,a\n")
+    result = read_annotations("csv", f"file://{csv_path}", {"x.mp4"})
+    assert [r.path for r in result.records] == ["x.mp4"]

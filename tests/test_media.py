@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from pathlib import Path
 
@@ -185,33 +184,27 @@ def test_h264_mode_is_all_intra_at_short_side(media_dir):
     assert (result.width, result.height) == (96, 64)
 
 
-class _SilentServer:
-    """Accepts TCP connections and never answers: an input that hangs ffmpeg forever."""
-
-    def __enter__(self) -> str:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/video.mp4"
-
-    def __exit__(self, *exc) -> None:
-        self.sock.close()
-
-
 def _ffmpeg_children() -> list[psutil.Process]:
     return [c for c in psutil.Process().children(recursive=True)
             if c.name() in ("ffmpeg", "ffprobe")]
 
 
-def test_hanging_input_times_out_and_is_killed(media_dir):
-    good = V.clip(media_dir / "for-timeout.mp4")
-    with _SilentServer() as url:
-        info = probe(url, timeout_s=1.0)
-        assert info.reason == reasons.PROBE_TIMEOUT
-        real = probe(str(good))
-        result = decode(url, real, DecodeOptions(short_side=64, decode_timeout_s=1.0))
-        assert result.reason == reasons.DECODE_TIMEOUT
+def test_hanging_input_times_out_and_is_killed(media_dir, tmp_path):
+    good = V.clip(media_dir / "for-timeout.ts", extra=["-f", "mpegts"])
+    pipe = V.fifo(tmp_path / "never-written.ts")  # opening it for reading blocks forever
+    assert probe(str(pipe)).reason == reasons.NOT_A_REGULAR_FILE
+    info = probe(str(pipe), timeout_s=1.0, input_options={"f": "mpegts"})
+    assert info.reason == reasons.PROBE_TIMEOUT
+    result = decode(str(pipe), probe(str(good)), DecodeOptions(short_side=64,
+                                                                decode_timeout_s=1.0))
+    assert result.reason == reasons.DECODE_TIMEOUT
     assert _ffmpeg_children() == []
+
+
+def test_urls_are_local_names():
+    # the media stage reads local files only (remote videos are downloaded first)
+    assert probe("http://127.0.0.1:9/video.mp4").reason == reasons.MISSING_FILE
+    assert input_url("http://host/v.mp4").startswith("file:/")
 
 
 # ------------------------------------------------------------------------ pure helpers
@@ -269,3 +262,5 @@ def test_decode_options_validate():
         DecodeOptions(jpeg_qscale=1)
     with pytest.raises(ValueError):
         DecodeOptions(fps_cap=0)
+    with pytest.raises(ValueError):
+        DecodeOptions(max_long_side=200)  # below short_side

@@ -52,7 +52,8 @@ BAD_REASONS = {
 }
 READER_REJECTS = [  # (path, label, reason)
     ("clips/does-not-exist.mp4", LABELS[0], "missing_file"),
-    ("clips/good_0.mp4", LABELS[1], "duplicate"),
+    ("clips/good_0.mp4", LABELS[0], "duplicate"),
+    ("clips/good_2.mp4", LABELS[0], "label_conflict"),  # good_2 is LABELS[2]
     ("clips/good_1.mp4", "", "empty_label"),
     ("../outside.mp4", LABELS[0], "path_escapes_root"),
 ]
@@ -89,8 +90,7 @@ def _build_dataset(root: Path) -> dict:
         writer.writerows(rows)
     config = root / "jobtest.yaml"
     config.write_text(CONFIG_YAML)
-    expected = {contract.sample_key(os.path.splitext(rel)[0]): label
-                for rel, label in rows[: len(good)]}
+    expected = {contract.sample_key(rel): label for rel, label in rows[: len(good)]}
     return {"videos": videos, "csv": csv_path, "config": config, "expected": expected,
             "rows": len(rows)}
 
@@ -184,7 +184,7 @@ def test_shard_members_adjacent_complete_and_consistent(job):
         frames = decode_frames(sample[contract.FRAMES])
         assert frames.shape == (meta["num_frames"], meta["height"], meta["width"], 3)
         assert min(meta["width"], meta["height"]) == 64 and meta["fps"] <= 8
-        if meta["video_id"] == "special/rotated":
+        if meta["video_id"] == "special/rotated.mp4":
             assert meta["height"] > meta["width"]  # portrait after autorotation
 
 
@@ -225,8 +225,8 @@ def test_second_split_reuses_classes_and_rejects_unknown_labels(job, dataset, tm
     summary = run_preprocess(cfg)
     assert (job["output"] / contract.CLASSES).read_bytes() == before
     rows = {r["video_id"]: r for r in _manifest(job["output"], "val")}
-    assert rows["val/v0"]["status"] == "ok" and rows["val/v0"]["label_name"] == LABELS[2]
-    assert rows["val/v1"]["reason"] == "unknown_label"
+    assert rows["val/v0.mp4"]["status"] == "ok" and rows["val/v0.mp4"]["label_name"] == LABELS[2]
+    assert rows["val/v1.mp4"]["reason"] == "unknown_label"
     assert summary.splits["val"].stats["ok"] == 1
 
 

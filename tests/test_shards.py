@@ -16,7 +16,7 @@ from pipelines.data.records import VideoRecord
 from pipelines.preprocess.plan import (
     PlannedSample, default_videos_per_shard, plan_fingerprint, plan_shards, record_sample,
 )
-from pipelines.preprocess.storage import Storage
+from pipelines.io import Storage
 from pipelines.shards import contract, manifest
 from pipelines.shards.reader import (
     decode_frames, frame_count, list_shards, open_shards, sample_label, sample_meta,

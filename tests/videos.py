@@ -5,6 +5,7 @@ whole media test set runs in seconds on a shared 2-core machine.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Callable, Sequence
@@ -161,3 +162,68 @@ BAD: dict[str, tuple[Callable[[Path], Path], str]] = {
     # nothing decodes: ffmpeg exits non-zero with an empty output
     "truncsevere": (lambda p: truncated(p, 0.12, index_first=True), "decode_failed"),
 }
+
+
+# ------------------------------------------------------------- inputs that open other files
+
+
+def hls_playlist(path: Path | str, segment: Path | str) -> Path:
+    """An HLS playlist (whatever ``path``'s extension) whose one segment is ``segment``."""
+    path = Path(path)
+    path.write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                    f"#EXTINF:1.0,\n{Path(segment).absolute()}\n#EXT-X-ENDLIST\n")
+    return path
+
+
+def ffconcat(path: Path | str, *names: str) -> Path:
+    """An ffconcat script listing ``names`` (plain names: the concat demuxer's "safe" mode)."""
+    path = Path(path)
+    path.write_text("ffconcat version 1.0\n" + "".join(f"file '{n}'\n" for n in names))
+    return path
+
+
+def fifo(path: Path | str) -> Path:
+    """A named pipe: a process that opens it for reading blocks until a writer comes."""
+    path = Path(path)
+    os.mkfifo(path)
+    return path
+
+
+def jpeg_image(path: Path | str, size: str = "32x24") -> Path:
+    """One JPEG image at ``path`` (written under a plain name first: ``%d`` stays literal)."""
+    path = Path(path)
+    plain = path.with_name("plain-image.jpg")
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:d=0.1", "-frames:v", "1",
+           str(plain.absolute()))
+    plain.replace(path)
+    return path
+
+
+# extension -> (muxer, video codec, extra output options): one container per reader extension.
+CONTAINERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    ".mp4": ("mp4", "libx264", ("-pix_fmt", "yuv420p")),
+    ".mov": ("mov", "mpeg4", ()),
+    ".m4v": ("ipod", "libx264", ("-pix_fmt", "yuv420p")),
+    ".3gp": ("3gp", "mpeg4", ()),
+    ".mkv": ("matroska", "mpeg4", ()),
+    ".webm": ("webm", "libvpx", ("-deadline", "realtime", "-cpu-used", "8")),
+    ".avi": ("avi", "mpeg4", ()),
+    ".flv": ("flv", "flv1", ()),
+    ".mpg": ("mpeg", "mpeg1video", ()),
+    ".mpeg": ("mpeg1video", "mpeg1video", ()),  # a raw MPEG-1 elementary stream
+    ".ts": ("mpegts", "mpeg2video", ()),
+    ".ogv": ("ogg", "libtheora", ()),
+    ".wmv": ("asf", "wmv2", ()),
+}
+
+
+def container_clip(path: Path | str, ext: str, seconds: float = 0.4, fps: float = 25) -> Path:
+    """A small clip (10 frames) in the container :data:`CONTAINERS` names for ``ext``.
+
+    25 fps: the MPEG-1/2 encoders accept only the standard rates.
+    """
+    path = Path(path)
+    muxer, codec, extra = CONTAINERS[ext]
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=96x64:r={fps}:d={seconds}", "-c:v", codec, *extra,
+           "-f", muxer, "file:" + str(path.absolute()))
+    return path

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,19 +35,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipelines.data.annotations._common import (
-    EMPTY_LABEL,
-    LABEL_CONFLICT,
-    MALFORMED_ROW,
-    UNKNOWN_LABEL,
-)
+from pipelines.data.annotations._common import clean_label, has_control_characters
+from pipelines.data.reasons import UNKNOWN_LABEL, UNTRUSTED_LABEL_REASONS
 from pipelines.data.records import Annotations, RejectedRecord
-from pipelines.locations import has_scheme, read_bytes
+from pipelines.io import read_bytes, write_bytes
 
 FORMAT_NAME = "tsi-classes"
 FORMAT_VERSION = 1
-# Rejections whose label is not trustworthy and must not enter a class map built from data.
-_UNTRUSTED_LABEL_REASONS = frozenset({EMPTY_LABEL, UNKNOWN_LABEL, LABEL_CONFLICT, MALFORMED_ROW})
 
 
 class ClassMapError(ValueError):
@@ -64,9 +57,12 @@ class ClassMap:
 
     def __post_init__(self) -> None:
         names = tuple(self.names)
-        bad = [n for n in names if not isinstance(n, str) or not n.strip() or n != n.strip()]
+        bad = [n for n in names if not isinstance(n, str) or not n.strip() or n != n.strip()
+               or has_control_characters(n)]
         if bad:
-            raise ClassMapError(f"class names must be non-empty and unpadded strings: {bad[:5]}")
+            raise ClassMapError(
+                f"class names must be non-empty, unpadded strings without control characters: "
+                f"{bad[:5]}")
         positions = {name: i for i, name in enumerate(names)}
         if len(positions) != len(names):
             dupes = sorted(n for n, count in Counter(names).items() if count > 1)
@@ -117,7 +113,7 @@ class ClassMap:
             return cls(defined.pop())
         labels = {r.label for a in parts for r in a.records}
         labels |= {r.label for a in parts for r in a.rejected
-                   if r.label and r.reason not in _UNTRUSTED_LABEL_REASONS}
+                   if r.label and r.reason not in UNTRUSTED_LABEL_REASONS}
         if not labels:
             raise ClassMapError("no labelled rows to build a class map from")
         return cls(tuple(sorted(labels)))
@@ -125,7 +121,8 @@ class ClassMap:
     def restrict(self, annotations: Annotations) -> Annotations:
         """Move records whose label this map does not know to ``unknown_label`` rejections."""
         kept = [r for r in annotations.records if r.label in self]
-        refused = [RejectedRecord(r.video_id, r.path, r.label, r.split, UNKNOWN_LABEL)
+        refused = [RejectedRecord(r.video_id, r.path, r.label, r.split, UNKNOWN_LABEL,
+                                  f"not in the dataset's {len(self)}-class classes.json")
                    for r in annotations.records if r.label not in self]
         return Annotations(records=kept, rejected=list(annotations.rejected) + refused,
                            class_names=list(self.names))
@@ -138,25 +135,8 @@ class ClassMap:
         return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
 
     def save(self, path: str | Path) -> None:
-        """Write ``classes.json``; locally via a temporary file and rename (never half-written)."""
-        text = self.to_json()
-        target = str(path)
-        if has_scheme(target):
-            import fsspec
-
-            with fsspec.open(target, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            return
-        folder = Path(target).parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".classes-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write ``classes.json`` at a path or URI (locally via a temporary name and a rename)."""
+        write_bytes(str(path), self.to_json().encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> ClassMap:
@@ -178,8 +158,13 @@ class ClassMap:
                 data = json.loads(stripped)
             except json.JSONDecodeError as exc:
                 raise ClassMapError(f"{where}: not valid JSON ({exc})") from exc
-            return cls(_names_from_json(data, where))
-        return cls(tuple(line.strip() for line in text.splitlines() if line.strip()))
+            return cls(tuple(_nfc(n) for n in _names_from_json(data, where)))
+        return cls(tuple(clean_label(line) for line in text.splitlines() if line.strip()))
+
+
+def _nfc(name: str) -> str:
+    """Class lists from files are NFC-normalised like annotation labels, so both spellings match."""
+    return unicodedata.normalize("NFC", name)
 
 
 def _names_from_json(data: Any, where: str) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ class RejectedRecord:
     label: str
     split: str
     reason: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """ffprobe a video under a timeout and return typed facts, or a rejection reason as a value.
 
-Frame counts come from ``-count_packets`` (packets actually present in the file), not from the
-container header: a truncated mp4 whose index sits in front still claims every frame it once had.
-Sizes are display sizes, i.e. after the rotation a phone video asks for.
+ffprobe reads only the one local file: it runs with ``-protocol_whitelist file`` and a
+``-format_whitelist`` of the container demuxers in :mod:`pipelines.media.containers`, so a
+playlist, concat script or image pattern (whatever its name) is refused before its demuxer opens
+anything else (``unsupported_container``), and :func:`~pipelines.media.decode.decode` forces the
+demuxer found here. Frame counts come from ``-count_packets`` (packets actually present in the
+file), not from the container header: a truncated mp4 whose index sits in front still claims
+every frame it once had. Sizes are display sizes, i.e. after the rotation a phone video asks for.
 """
 from __future__ import annotations
 
@@ -13,8 +17,14 @@ import stat
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from pipelines.media import reasons
-from pipelines.media._proc import input_url, run_tool
+from pipelines.media import containers, reasons
+from pipelines.media._proc import ToolRun, input_url, run_tool
+
+_RUN_FAILURES = {"timeout": reasons.PROBE_TIMEOUT, "killed": reasons.PROBE_KILLED,
+                 "failed": reasons.PROBE_FAILED}
+# ffprobe's JSON for a real video is a few KiB; a crafted file with thousands of streams is
+# cut here (and then fails to parse: ``probe_failed``).
+_MAX_OUTPUT_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -120,11 +130,15 @@ def probe_argv(
     input_options: Mapping[str, object] | None = None,
     ffprobe: str = "ffprobe",
 ) -> list[str]:
-    """The ffprobe command line (argv list) used by :func:`probe`."""
+    """The ffprobe command line (argv list) used by :func:`probe`.
+
+    The caller's ``input_options`` come first and the whitelists after, so they always apply.
+    """
     argv = [ffprobe, "-v", "error", "-hide_banner", "-show_format", "-show_streams", "-of", "json"]
     if count_packets:
         argv.append("-count_packets")
-    return argv + option_args(input_options) + [input_url(path)]
+    guard = containers.guard_options(containers.allowed(input_options))
+    return argv + option_args({**(input_options or {}), **guard}) + [input_url(path)]
 
 
 def parse_probe(info: dict[str, Any], size_bytes: int = 0) -> ProbeResult:
@@ -181,33 +195,57 @@ def parse_probe(info: dict[str, Any], size_bytes: int = 0) -> ProbeResult:
     return result
 
 
+def _run_rejection(run: ToolRun, timeout_s: float, size: int) -> ProbeResult | None:
+    """The rejection for an ffprobe run that failed: refused demuxer, timeout, signal, error."""
+    failure = run.failure("ffprobe", timeout_s)
+    if failure is None:
+        return None
+    kind, detail = failure
+    refused = containers.refused_demuxer(run.stderr[-2000:].decode("utf-8", "replace"))
+    if kind == "failed" and refused:
+        return ProbeResult.rejected(reasons.UNSUPPORTED_CONTAINER, _refusal(refused), size)
+    return ProbeResult.rejected(_RUN_FAILURES[kind], detail, size)
+
+
+def _refusal(name: str) -> str:
+    return (f"the {name} demuxer is not on the container allow-list "
+            f"({', '.join(containers.DEMUXERS)})")
+
+
 def probe(
     path: str,
     timeout_s: float = 30.0,
     count_packets: bool = True,
     input_options: Mapping[str, object] | None = None,
 ) -> ProbeResult:
-    """ffprobe ``path`` (local file or http(s) URL); never raises for a bad input.
+    """ffprobe the local file ``path``; never raises for a bad input.
 
     ``count_packets`` demuxes the whole file (no decoding: milliseconds for a clip) so the frame
     count is what the file really holds. ``input_options`` are demuxer options placed before the
-    input (an image-sequence pattern needs ``f=image2`` and a frame rate; no file checks then).
+    input (an image-sequence pattern needs ``f=image2`` and a frame rate; no file checks then);
+    a forced demuxer must be ``image2`` or on the allow-list. Every name is a local path, even
+    one that looks like a URL (remote videos are downloaded first).
     """
     size = 0
-    if not path.startswith(("http://", "https://")) and not input_options:
+    if not containers.allowed(input_options):
+        return ProbeResult.rejected(reasons.UNSUPPORTED_CONTAINER,
+                                    _refusal(str((input_options or {}).get("f"))))
+    if not input_options:
         bad = _local_precheck(path)
         if bad is not None:
             return bad
         size = os.path.getsize(path)
-    run = run_tool(probe_argv(path, count_packets, input_options), timeout_s)
-    if run.timed_out:
-        return ProbeResult.rejected(reasons.PROBE_TIMEOUT, f"ffprobe ran past {timeout_s:g} s",
-                                    size)
-    if run.returncode != 0:
-        return ProbeResult.rejected(reasons.PROBE_FAILED, run.stderr_tail() or
-                                    f"ffprobe exited {run.returncode}", size)
+    run = run_tool(probe_argv(path, count_packets, input_options), timeout_s,
+                   max_stdout_bytes=_MAX_OUTPUT_BYTES)
+    rejected = _run_rejection(run, timeout_s, size)
+    if rejected is not None:
+        return rejected
     try:
         info = json.loads(run.stdout.decode("utf-8", "replace") or "{}")
     except json.JSONDecodeError as exc:
         return ProbeResult.rejected(reasons.PROBE_FAILED, f"unreadable ffprobe output: {exc}", size)
-    return parse_probe(info, size)
+    result = parse_probe(info, size)
+    if result.ok and containers.demuxer(result.format_name, input_options) is None:
+        return replace(result, ok=False, reason=reasons.UNSUPPORTED_CONTAINER,
+                       detail=_refusal(result.format_name.split(",")[0]))
+    return result

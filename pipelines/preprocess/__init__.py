@@ -1,5 +1,5 @@
 """The Ray preprocessing job: annotations + videos -> WebDataset shards, manifest, stats.
 
 Import :func:`pipelines.preprocess.job.run_preprocess` for the job; this package import stays
-light (no Ray) so workers and readers can use :mod:`~pipelines.preprocess.storage` alone.
+light (no Ray); storage lives in :mod:`pipelines.io`, below every stage.
 """

@@ -27,6 +27,14 @@ class ShardingConfig:
     bytes_per_video: float | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.videos_per_shard is not None and self.videos_per_shard < 1:
+            raise ValueError(f"sharding.videos_per_shard must be >= 1, got {self.videos_per_shard}")
+        if self.target_shard_bytes < 1:
+            raise ValueError("sharding.target_shard_bytes must be >= 1")
+        if self.bytes_per_video is not None and self.bytes_per_video <= 0:
+            raise ValueError("sharding.bytes_per_video must be positive")
+
 
 @dataclass(frozen=True)
 class RayConfig:
@@ -42,6 +50,16 @@ class RayConfig:
     memory_per_task_mb: int | None = None
     max_retries: int = 3
     staging_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"ray.workers (--workers) must be >= 1, got {self.workers}")
+        if self.cpus_per_task <= 0:
+            raise ValueError(f"ray.cpus_per_task must be positive, got {self.cpus_per_task}")
+        if self.memory_per_task_mb is not None and self.memory_per_task_mb < 1:
+            raise ValueError("ray.memory_per_task_mb must be >= 1")
+        if self.max_retries < 0:
+            raise ValueError("ray.max_retries must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -63,8 +81,6 @@ class PreprocessConfig:
 
     def videos_per_shard(self) -> int:
         if self.sharding.videos_per_shard is not None:
-            if self.sharding.videos_per_shard < 1:
-                raise ValueError("sharding.videos_per_shard must be >= 1")
             return self.sharding.videos_per_shard
         return default_videos_per_shard(
             self.media.mode, self.media.fps_cap, self.sharding.target_shard_bytes,

@@ -17,8 +17,6 @@ import datetime as dt
 import io
 import json
 import logging
-import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,22 +27,22 @@ import pyarrow.parquet as pq
 
 from pipelines.data.annotations import AnnotationError, read_annotations
 from pipelines.data.classes import ClassMap, merge_or_check
-from pipelines.data.records import Annotations, RejectedRecord
+from pipelines.data.records import Annotations, RejectedRecord, VideoRecord
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.errors import PlanMismatch, PreprocessError
+from pipelines.preprocess.lock import OutputLock, OutputLocked
+from pipelines.preprocess.preflight import check_config
+from pipelines.preprocess.reasons import KEY_COLLISION, SAME_FILE, SHARD_FAILED
 from pipelines.preprocess.plan import (
     PlannedSample, ShardSpec, plan_fingerprint, plan_shards, record_sample,
 )
 from pipelines.preprocess.resume import check_plan, remove_temp_files, resume_state, write_plan
 from pipelines.preprocess.runner import run_tasks
-from pipelines.preprocess.storage import Storage, is_uri
+from pipelines.io import PathEscapesRoot, Storage, read_bytes
 from pipelines.preprocess.worker import ShardReport, ShardTask
 from pipelines.shards import contract, manifest
 
 log = logging.getLogger("tsi.preprocess")
-
-SHARD_FAILED = "shard_failed"
-KEY_COLLISION = "key_collision"
 
 
 @dataclass
@@ -72,6 +70,11 @@ class JobSummary:
         """True when every shard completed (rejected videos do not make a job fail)."""
         return not any(s.failed for s in self.splits.values())
 
+    @property
+    def stored(self) -> int:
+        """Samples the dataset holds after this run, over all its splits."""
+        return sum(int(s.stats.get("ok", 0)) for s in self.splits.values())
+
     def format(self) -> str:
         """Human-readable summary: ok/rejected per split and rejected counts by reason."""
         lines = []
@@ -94,31 +97,6 @@ class JobSummary:
 # ------------------------------------------------------------------------------ inputs
 
 
-def _local_annotations(locations: Iterable[str], workdir: str) -> list[str]:
-    """Object-store annotation files are downloaded (same base name) so readers see local files."""
-    out = []
-    for i, location in enumerate(locations):
-        if is_uri(location) and not any(c in location for c in "*?["):
-            parent, name = location.rsplit("/", 1)
-            target = os.path.join(workdir, str(i), name)
-            os.makedirs(os.path.dirname(target))
-            Storage.open(parent).download(name, target)
-            out.append(target)
-        elif not is_uri(location) and not any(c in location for c in "*?[") and not os.path.exists(location):
-            raise PreprocessError(f"annotation file {location} does not exist")
-        else:
-            out.append(location)
-    return out
-
-
-def _read_bytes(location: str) -> bytes:
-    if is_uri(location):
-        parent, name = location.rsplit("/", 1)
-        return Storage.open(parent).read_bytes(name)
-    with open(location, "rb") as fh:
-        return fh.read()
-
-
 def _class_map(
     cfg: PreprocessConfig, output: Storage, annotations: Annotations, files: list[str],
     listing: list[str],
@@ -130,7 +108,7 @@ def _class_map(
                                   where=output.uri(contract.CLASSES))
     explicit = None
     if cfg.classes:
-        explicit = ClassMap.parse(_read_bytes(cfg.classes).decode("utf-8-sig"), where=cfg.classes)
+        explicit = ClassMap.parse(read_bytes(cfg.classes).decode("utf-8-sig"), where=cfg.classes)
     basis = annotations
     if existing is None and explicit is None and annotations.class_names is None and cfg.split:
         # "sorted label names over all annotation files given", not just this split's rows
@@ -148,7 +126,7 @@ def _class_map(
 def _settings(cfg: PreprocessConfig, classes: ClassMap) -> dict[str, Any]:
     """Settings that change what is stored; a resume must see the same ones."""
     media = dataclasses.asdict(cfg.media)
-    for transient in ("threads", "probe_timeout_s", "decode_timeout_s"):
+    for transient in ("threads", "probe_timeout_s", "decode_timeout_s", "max_decoder_memory_mb"):
         media.pop(transient)
     return {"dataset": cfg.dataset, "format_version": contract.FORMAT_VERSION, "media": media,
             "videos": cfg.videos, "classes": classes.digest}
@@ -162,8 +140,8 @@ def _rejected_rows(rejected: Iterable[RejectedRecord], classes: ClassMap) -> lis
     for r in rejected:
         rows.append({
             "key": contract.sample_key(r.video_id) if r.video_id else "",
-            "status": manifest.REJECTED, "reason": r.reason, "video_id": r.video_id,
-            "label": classes.index(r.label) if r.label in classes else None,
+            "status": manifest.REJECTED, "reason": r.reason, "detail": r.detail[:500],
+            "video_id": r.video_id, "label": classes.index(r.label) if r.label in classes else None,
             "label_name": r.label, "source": r.source, "split": r.split,
         })
     return rows
@@ -201,24 +179,50 @@ def _write_table(output: Storage, rel: str, table: pa.Table) -> None:
 
 
 def _samples(
-    annotations: Annotations, classes: ClassMap, files: set[str]
+    annotations: Annotations, classes: ClassMap, files: set[str], videos: Storage
 ) -> tuple[list[PlannedSample], list[dict]]:
-    """Planned samples with keys and class indices; key collisions become rejected rows."""
+    """Planned samples with keys and class indices.
+
+    Two ids sharing a key (``key_collision``) and two rows naming one file once links are
+    resolved (``same_file``) become rejected rows: a file is stored at most once per split.
+    """
     samples: list[PlannedSample] = []
     extra: list[dict] = []
-    owners: dict[str, str] = {}
+    key_owner: dict[str, str] = {}
+    file_owner: dict[str, str] = {}
+
+    def refuse(record: VideoRecord, key: str, reason: str, detail: str) -> None:
+        extra.append({"key": key, "status": manifest.REJECTED, "reason": reason,
+                      "detail": detail, "video_id": record.video_id,
+                      "label": classes.index(record.label), "label_name": record.label,
+                      "source": videos.uri(record.path), "split": record.split})
+
     for record in annotations.records:
         key = contract.sample_key(record.video_id)
-        if owners.setdefault(key, record.video_id) != record.video_id:
-            extra.append({"key": key, "status": manifest.REJECTED, "reason": KEY_COLLISION,
-                          "detail": f"same key as video id {owners[key]!r}",
-                          "video_id": record.video_id, "label": classes.index(record.label),
-                          "label_name": record.label, "source": record.path,
-                          "split": record.split})
+        if key_owner.setdefault(key, record.video_id) != record.video_id:
+            refuse(record, key, KEY_COLLISION, f"same key as video id {key_owner[key]!r}")
+            continue
+        real = _real_file(videos, record.path)
+        if real is not None and file_owner.setdefault(real, record.video_id) != record.video_id:
+            refuse(record, key, SAME_FILE,
+                   f"{record.path} is the same file as video id {file_owner[real]!r} ({real})")
             continue
         samples.append(record_sample(record, key, classes.index(record.label),
                                      frames_dir=record.path not in files))
     return samples, extra
+
+
+def _real_file(videos: Storage, rel: str) -> str | None:
+    """The resolved path of a local input (links followed), ``None`` for remote or escaping ones.
+
+    An input whose link leaves the videos root is refused by its task (``link_escapes_root``).
+    """
+    if not videos.is_local:
+        return None
+    try:
+        return videos.real_path(rel)
+    except (PathEscapesRoot, OSError):
+        return None
 
 
 def _split_stats(
@@ -247,10 +251,10 @@ def _split_stats(
 
 def _run_split(
     cfg: PreprocessConfig, split: str, annotations: Annotations, classes: ClassMap,
-    videos: Storage, output: Storage, files: set[str],
+    videos: Storage, output: Storage, files: set[str], run_id: str,
 ) -> SplitSummary:
     began = time.perf_counter()
-    samples, extra = _samples(annotations, classes, files)
+    samples, extra = _samples(annotations, classes, files, videos)
     plan = plan_shards(samples, cfg.videos_per_shard(), cfg.sharding.seed) if samples else []
     settings = _settings(cfg, classes)
     fingerprint = plan_fingerprint(plan, settings)
@@ -265,7 +269,7 @@ def _run_split(
     for name in sorted(complete):
         log.info("%s/%s complete, skipping", split, name)
     tasks = [ShardTask(spec, split, cfg.dataset, videos.location, output.location, cfg.media,
-                       cfg.ray.staging_dir) for spec in plan if spec.name not in complete]
+                       cfg.ray.staging_dir, run_id) for spec in plan if spec.name not in complete]
     reports, failures = run_tasks(tasks, cfg, not (videos.is_local and output.is_local),
                                    sum(len(t.spec.samples) for t in tasks))
     summary.processed = sorted(reports)
@@ -301,32 +305,50 @@ def _by_split(annotations: Annotations, default: str | None) -> dict[str, Annota
     return groups
 
 
+def _check_splits(annotations: Annotations) -> None:
+    """Every split named by the annotations must be a plain folder name, before any work."""
+    names = {r.split for r in annotations.records}
+    names |= {r.split for r in annotations.rejected if r.split}
+    bad = []
+    for name in sorted(names):
+        try:
+            contract.check_split(name)
+        except ValueError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise PreprocessError(f"the annotations name {len(bad)} unusable split(s): {bad[0]}"
+                              + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+
+
 def run_preprocess(cfg: PreprocessConfig) -> JobSummary:
-    """Run the whole job for ``cfg``; returns per-split summaries (see :class:`JobSummary`)."""
-    missing = cfg.missing()
-    if missing:
-        raise PreprocessError(f"missing setting(s): {', '.join(missing)}")
+    """Run the whole job for ``cfg``; returns per-split summaries (see :class:`JobSummary`).
+
+    Checks that need no data run first (:func:`~pipelines.preprocess.preflight.check_config`);
+    then the output's lock is taken for the whole run, so the class map is settled once and no
+    other run -- of any split -- writes to this output meanwhile (:class:`OutputLocked`).
+    """
+    check_config(cfg)
     videos = Storage.open(cfg.videos)  # type: ignore[arg-type]
     output = Storage.open(cfg.output)  # type: ignore[arg-type]
-    with tempfile.TemporaryDirectory(prefix="tsi-annotations-") as tmp:
-        # annotations first: a wrong path fails before listing a possibly huge videos root
-        files = _local_annotations(cfg.annotations, tmp)
-        listing = videos.list_files()
+    with OutputLock(output) as lock:
+        listing = videos.list_files()  # annotations were checked first: fail before a big listing
         if not listing:
             raise PreprocessError(f"no files under {videos.uri()}")
         log.info("listed %d files under %s", len(listing), videos.uri())
-        annotations = read_annotations(cfg.format, files, listing, split=cfg.split,
-                                       trimmed=not cfg.untrimmed)
-        classes, new = _class_map(cfg, output, annotations, files, listing)
-    annotations = classes.restrict(annotations)
-    if new:
-        output.write_bytes(contract.CLASSES, classes.to_json().encode("utf-8"))
-    log.info("%d usable rows, %d refused by the reader; %d classes",
-             len(annotations.records), len(annotations.rejected), len(classes))
-    listed = set(listing)
-    splits = {}
-    for split, part in _by_split(annotations, cfg.split).items():
-        splits[split] = _run_split(cfg, split, part, classes, videos, output, listed)
+        annotations = read_annotations(cfg.format, list(cfg.annotations), listing,
+                                       split=cfg.split, trimmed=not cfg.untrimmed)
+        _check_splits(annotations)
+        classes, new = _class_map(cfg, output, annotations, list(cfg.annotations), listing)
+        annotations = classes.restrict(annotations)
+        if new:
+            output.write_bytes(contract.CLASSES, classes.to_json().encode("utf-8"))
+        log.info("%d usable rows, %d refused by the reader; %d classes",
+                 len(annotations.records), len(annotations.rejected), len(classes))
+        listed = set(listing)
+        splits = {}
+        for split, part in _by_split(annotations, cfg.split).items():
+            splits[split] = _run_split(cfg, split, part, classes, videos, output, listed,
+                                       lock.run_id)
     return JobSummary(splits=splits, classes=output.uri(contract.CLASSES))
 
 
@@ -336,5 +358,5 @@ def summary_dict(summary: JobSummary) -> dict[str, Any]:
             "splits": {k: dataclasses.asdict(v) for k, v in summary.splits.items()}}
 
 
-__all__ = ["JobSummary", "PlanMismatch", "PreprocessError", "SplitSummary", "run_preprocess",
-           "summary_dict"]
+__all__ = ["JobSummary", "OutputLocked", "PlanMismatch", "PreprocessError", "SplitSummary",
+           "run_preprocess", "summary_dict"]

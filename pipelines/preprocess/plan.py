@@ -18,7 +18,7 @@ from typing import Sequence
 from pipelines.data.records import VideoRecord
 from pipelines.shards.contract import shard_name
 
-# Measured bytes per stored video (NOTES-ENV.md, Kinetics clips at 256 px short side):
+# Measured bytes per stored video (docs/architecture.md, "Measured facts"; Kinetics, 256 px):
 # JPEG q90 at 8 fps ~3.0 MB, H.264 all-intra at 8 fps ~0.96 MB.
 BYTES_PER_VIDEO = {"jpeg": 3.0e6, "h264": 1.0e6}
 TARGET_SHARD_BYTES = 768 * 2**20

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from pipelines.preprocess.config import PreprocessConfig
-from pipelines.preprocess.storage import STORAGE_ENV
+from pipelines.io import STORAGE_ENV
 from pipelines.preprocess.worker import ShardReport, ShardTask, write_shard
 
 log = logging.getLogger("tsi.preprocess")

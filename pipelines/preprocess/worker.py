@@ -24,14 +24,14 @@ from pipelines.media.decode import DecodeOptions, DecodeResult, decode
 from pipelines.media.frames import frame_files, link_sequence
 from pipelines.media.probe import ProbeResult, probe
 from pipelines.preprocess.plan import PlannedSample, ShardSpec
-from pipelines.preprocess.storage import Storage
+from pipelines.io import PathEscapesRoot, Storage
+from pipelines.preprocess.lock import check_fence
+from pipelines.preprocess.reasons import FETCH_FAILED, INTERNAL_ERROR, LINK_ESCAPES_ROOT
 from pipelines.shards import contract, manifest
 from pipelines.shards.writer import ShardWriter, encode_sample
 
 log = logging.getLogger("tsi.preprocess")
 
-FETCH_FAILED = "fetch_failed"  # remote download error, empty or mixed frame folder
-INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class ShardTask:
     output: str
     media: DecodeOptions
     staging_dir: str | None = None
+    run_id: str | None = None  # the output lock's fencing token (None: not fenced, e.g. tests)
 
 
 @dataclass
@@ -97,7 +98,8 @@ class _Inputs:
         """Local path (or image pattern) and demuxer options for ``sample``."""
         if not sample.frames_dir:
             if self.videos.is_local:
-                return self.videos.path(sample.path), None
+                # links are resolved here, at use: one that leaves the root is refused
+                return self.videos.real_path(sample.path), None
             local = os.path.join(self.workdir, "video" + os.path.splitext(sample.path)[1])
             self.videos.download(sample.path, local)
             return local, None
@@ -105,7 +107,7 @@ class _Inputs:
         if not names:
             raise ValueError(f"no image frames in {sample.path}")
         if self.videos.is_local:
-            files = [self.videos.path(f"{sample.path}/{n}") for n in names]
+            files = [self.videos.real_path(f"{sample.path}/{n}") for n in names]
         else:
             files = []
             for i, name in enumerate(names):
@@ -148,6 +150,11 @@ def process_sample(
     try:
         try:
             path, input_options = inputs.fetch(sample)
+        except PathEscapesRoot as exc:
+            row.update(status=manifest.REJECTED, reason=LINK_ESCAPES_ROOT, detail=str(exc)[:500])
+            return None, row
+        except FileNotFoundError:
+            path, input_options = inputs.videos.path(sample.path), None  # the probe says missing
         except (OSError, ValueError) as exc:
             row.update(status=manifest.REJECTED, reason=FETCH_FAILED,
                        detail=f"{type(exc).__name__}: {exc}"[:500])
@@ -217,12 +224,14 @@ def write_shard(task: ShardTask) -> ShardReport:
                 report.max_child_rss_mb = max(report.max_child_rss_mb,
                                               row.get("ffmpeg_peak_rss_mb") or 0.0)
                 rows.append(row)
+            check_fence(output, task.run_id)  # a task of a stale run must not publish
             writer.commit()
         report.tar_bytes = os.path.getsize(tar_path)
         if not output.is_local:
             output.upload(tar_path, tar_rel)
         buffer = io.BytesIO()
         pq.write_table(manifest.table(rows), buffer)
+        check_fence(output, task.run_id)
         output.write_bytes(f"{task.split}/{contract.part_name(name)}", buffer.getvalue())
     finally:
         shutil.rmtree(staging, ignore_errors=True)

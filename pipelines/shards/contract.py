@@ -1,7 +1,7 @@
 """The shard contract in code: member names, shard names, sample keys, format version.
 
 Writers and readers import these names instead of spelling strings, so the training side and
-the preprocessing side cannot drift apart. See ``DESIGN.md`` ("Shard contract").
+the preprocessing side cannot drift apart. See ``docs/architecture.md`` ("Shard contract").
 """
 from __future__ import annotations
 
@@ -33,6 +33,31 @@ PLAN = "plan.json"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_KEY_LENGTH = 120
+_SPLIT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PART = re.compile(rf"{PARTS_DIR}/{SHARD_PREFIX}\d+\.parquet")
+
+
+def check_split(name: object) -> str:
+    """``name`` if it is a plain split name (``[A-Za-z0-9_-]``, 1-64 characters), else raise.
+
+    A split becomes the folder ``{output}/{split}``: a separator, ``..``, an absolute path or any
+    other character could make the job write or delete outside its output.
+    """
+    if not isinstance(name, str) or not _SPLIT.fullmatch(name):
+        raise ValueError(f"split {str(name)[:80]!r} is not a plain name ([A-Za-z0-9_-], at most "
+                         "64 characters)")
+    return name
+
+
+def is_owned_name(rel: str) -> bool:
+    """Whether ``{split}/{rel}`` is a file the job writes (and so may delete on ``--overwrite``).
+
+    Shards and their temporary files, manifest parts, the plan, manifest and stats (and the
+    temporary names those are written under). Anything else in the folder is left alone.
+    """
+    base = rel.split(TEMP_MARKER, 1)[0]
+    return (is_shard_name(base) or base in (PLAN, MANIFEST, STATS)
+            or bool(_PART.fullmatch(base)))
 
 
 def shard_name(index: int) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import simplejpeg
 import webdataset as wds
 
-from pipelines.preprocess.storage import Storage, is_uri
+from pipelines.io import Storage, is_uri
 from pipelines.shards import contract
 
 

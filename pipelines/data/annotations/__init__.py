@@ -5,24 +5,16 @@
 caller locally or in object storage; readers resolve every row against it, so a record's
 ``path`` is a file that exists and is relative to the root. A bad row never raises: it becomes a
 :class:`~pipelines.data.records.RejectedRecord` whose ``source`` is ``file:line`` (``file[i]`` for
-JSON lists) and whose ``reason`` is one of these stable codes:
-
-``missing_file``       no listed file matches the row (see each reader for the lookup rule)
-``ambiguous_file``     several files match and neither split nor label folder tells them apart
-``empty_label``        the row has no class (also unlabelled test lists)
-``unknown_label``      the class is not in the dataset's own class list, or (from
-                       :mod:`pipelines.data.classes`) not in the existing ``classes.json``
-``label_conflict``     the row gives two different classes (UCF-101 index vs. folder)
-``bad_time_range``     times are negative, not finite, or ``time_end <= time_start``
-``duplicate``          the video id was already accepted from an earlier row (first one wins)
-``path_escapes_root``  an absolute path, a URI, ``..`` above the root, or a separator in an id
-``malformed_row``      wrong number of columns, unparseable numbers or flags, no id
+JSON lists) and whose ``reason`` is one of the stable codes of :mod:`pipelines.data.reasons`
+(``REASONS`` is the one list), with a ``detail`` saying what was looked for.
 
 Rows of other splits than ``split`` are skipped, not rejected (they belong to another run); a
-row too broken to tell its split (``malformed_row``) is reported by every run that reads it. Asking for a split no row has is an :class:`AnnotationError` that lists the splits present, as is
+row too broken to tell its split (``malformed_row``) is reported by every run that reads it.
+Asking for a split no row has is an :class:`AnnotationError` that lists the splits present, as is
 a file that cannot be read or parsed at all (bad UTF-8, bad JSON, missing header columns, mixed
 folds). ``annotations`` may be one path or several; a directory means its files, a string with
-``*`` its glob matches, and ``scheme://`` URIs are read through fsspec.
+``*`` its glob matches (for a URI, in the file name only), and ``scheme://`` URIs are read
+through :mod:`pipelines.io`.
 """
 from __future__ import annotations
 

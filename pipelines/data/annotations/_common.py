@@ -5,11 +5,13 @@ checks that turn a bad row into a :class:`RejectedRecord` (and their order) live
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import io
 import math
 import posixpath
 import re
+import unicodedata
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,29 +19,20 @@ from pathlib import Path
 from typing import TextIO
 
 from pipelines.data.records import Annotations, RejectedRecord, VideoRecord
-from pipelines.locations import has_scheme, read_bytes
+from pipelines.io import Storage, is_uri, local_path, read_bytes, scheme
 
-# Reason codes (stable; documented in pipelines/data/annotations/__init__.py).
-MISSING_FILE = "missing_file"
-AMBIGUOUS_FILE = "ambiguous_file"
-EMPTY_LABEL = "empty_label"
-UNKNOWN_LABEL = "unknown_label"
-LABEL_CONFLICT = "label_conflict"
-BAD_TIME_RANGE = "bad_time_range"
-DUPLICATE = "duplicate"
-PATH_ESCAPES_ROOT = "path_escapes_root"
-MALFORMED_ROW = "malformed_row"
-
-REASONS: tuple[str, ...] = (
-    MISSING_FILE,
+from pipelines.data.reasons import (  # noqa: F401  (re-exported for the readers)
     AMBIGUOUS_FILE,
-    EMPTY_LABEL,
-    UNKNOWN_LABEL,
-    LABEL_CONFLICT,
+    BAD_LABEL,
     BAD_TIME_RANGE,
     DUPLICATE,
-    PATH_ESCAPES_ROOT,
+    EMPTY_LABEL,
+    LABEL_CONFLICT,
     MALFORMED_ROW,
+    MISSING_FILE,
+    PATH_ESCAPES_ROOT,
+    REASONS,
+    UNKNOWN_LABEL,
 )
 
 VIDEO_EXTENSIONS = frozenset(
@@ -61,7 +54,7 @@ def expand_inputs(annotations: str | Path | Sequence[str | Path]) -> list[str]:
     """Turn the caller's annotation argument into a list of file locations.
 
     A local directory stands for the regular files directly inside it (sorted), a string with
-    glob characters for its sorted matches; ``scheme://`` URIs are passed to fsspec unchanged.
+    glob characters for its sorted matches; ``scheme://`` URIs are read through :mod:`pipelines.io`.
     """
     items = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
     if not items:
@@ -69,9 +62,11 @@ def expand_inputs(annotations: str | Path | Sequence[str | Path]) -> list[str]:
     out: list[str] = []
     for item in items:
         text = str(item)
-        if has_scheme(text):
+        if is_uri(text):
             out.extend(_expand_uri(text))
-        elif Path(text).is_dir():
+            continue
+        text = local_path(text) if scheme(text) == "file" else text
+        if Path(text).is_dir():
             files = sorted(str(p) for p in Path(text).iterdir() if p.is_file())
             if not files:
                 raise AnnotationError(f"annotation directory {text} has no files")
@@ -89,19 +84,22 @@ def expand_inputs(annotations: str | Path | Sequence[str | Path]) -> list[str]:
 
 
 def _expand_uri(uri: str) -> list[str]:
+    """A URI, or the files matching a glob in its last path component (``s3://b/ann/*.csv``)."""
     if not _GLOB_CHARS.search(uri):
         return [uri]
-    import fsspec
-
-    files = fsspec.open_files(uri)
+    parent, _, pattern = uri.rpartition("/")
+    if _GLOB_CHARS.search(parent):
+        raise AnnotationError(f"annotation pattern {uri!r}: only the file name may hold * ? [")
+    names = Storage.open(parent).list_files(recursive=False)
+    files = sorted(f"{parent}/{n}" for n in names if fnmatch.fnmatchcase(n, pattern))
     if not files:
         raise AnnotationError(f"annotation pattern {uri!r} matches no file")
-    return sorted(f.full_name for f in files)
+    return files
 
 
 @contextmanager
 def open_text(location: str) -> Iterator[TextIO]:
-    """Open an annotation file as UTF-8 text (BOM dropped), locally or through fsspec.
+    """Open an annotation file as UTF-8 text (BOM dropped), at a local path or a URI.
 
     Undecodable bytes are an :class:`AnnotationError`: silently replacing them would change label
     strings, and labels must come out exactly as the dataset wrote them.
@@ -134,8 +132,16 @@ def base_name(location: str) -> str:
 
 
 def clean_label(raw: object) -> str:
-    """A label as stored: the exact string minus surrounding whitespace (never case-folded)."""
-    return raw.strip() if isinstance(raw, str) else ""
+    """A label as stored: NFC-normalised, minus surrounding whitespace (never case-folded).
+
+    NFC makes ``café`` typed as one code point or as ``e`` + combining accent one class.
+    """
+    return unicodedata.normalize("NFC", raw).strip() if isinstance(raw, str) else ""
+
+
+def has_control_characters(text: str) -> bool:
+    """Control or format characters (tabs, newlines, NUL, bidi overrides): not part of a class."""
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in text)
 
 
 def parse_time(raw: str) -> float | None:
@@ -152,14 +158,17 @@ def time_range_ok(start: float, end: float) -> bool:
     return math.isfinite(start) and math.isfinite(end) and 0 <= start < end
 
 
-def safe_relpath(raw: str) -> str | None:
-    """Normalise a listed path relative to the dataset root, or ``None`` if it leaves the root.
+def safe_relpath(raw: str, *, backslash_separates: bool = True) -> str | None:
+    """Normalise a path relative to the dataset root, or ``None`` if it leaves the root.
 
     Absolute paths, URIs, drive letters and ``..`` that climb above the root all count as
-    leaving it; ``a/../b.mp4`` is fine and becomes ``b.mp4``.
+    leaving it; ``a/../b.mp4`` is fine and becomes ``b.mp4``. Surrounding spaces are kept (a
+    file may be named `` a.mp4``); annotation paths also accept Windows ``\\`` separators, a
+    listing of the root does not (on POSIX a backslash is part of a name).
     """
-    text = raw.strip().replace("\\", "/")
-    if not text or text.startswith("/") or has_scheme(text) or re.match(r"^[A-Za-z]:", text):
+    text = raw.replace("\\", "/") if backslash_separates else raw
+    if (not text.strip() or text.startswith("/") or scheme(text) is not None
+            or re.match(r"^[A-Za-z]:", text)):
         return None
     norm = posixpath.normpath(text)
     if norm == ".." or norm.startswith("../") or norm == ".":
@@ -177,10 +186,20 @@ def safe_name(raw: str) -> bool:
 
 @dataclass(frozen=True)
 class Found:
-    """Result of a file lookup: the relative path, or the reason code why there is none."""
+    """Result of a file lookup: the relative path, or the reason code why there is none.
+
+    ``detail`` says what was looked for (a missing file) or what matched (an ambiguous one), so
+    the manifest row can be acted on without re-running the lookup by hand.
+    """
 
     path: str | None = None
     reason: str | None = None
+    detail: str = ""
+
+
+def _names(paths: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
 
 
 class FileIndex:
@@ -196,7 +215,7 @@ class FileIndex:
         for raw in available:
             if str(raw).strip() in ("", ".", "./"):  # the root itself (an object-store marker)
                 continue
-            rel = safe_relpath(str(raw))
+            rel = safe_relpath(str(raw), backslash_separates=False)
             if rel is None:
                 raise AnnotationError(
                     f"listing entry {raw!r} is not a path relative to the videos root"
@@ -209,7 +228,9 @@ class FileIndex:
 
     def exact(self, rel: str) -> Found:
         """The listed path itself, with no search (the plain CSV names files exactly)."""
-        return Found(path=rel) if rel in self.paths else Found(reason=MISSING_FILE)
+        if rel in self.paths:
+            return Found(path=rel)
+        return Found(reason=MISSING_FILE, detail=f"looked for {rel!r} under the videos root")
 
     def frame_dirs(self) -> dict[str, list[str]]:
         """Folders that hold image frames, by folder name (built on first use: SSv1 only)."""
@@ -236,7 +257,10 @@ class FileIndex:
         if len(candidates) == 1:
             return Found(path=candidates[0])
         if not candidates:
-            return Found(reason=MISSING_FILE)
+            where = f"{listed!r} or " if listed else ""
+            return Found(reason=MISSING_FILE,
+                         detail=f"looked for {where}a video named {stem!r}.* anywhere under the "
+                                "videos root")
         return _narrow(candidates, listed, hints)
 
     def find_video_or_frames(self, name: str, hints: Iterable[str] = ()) -> Found:
@@ -248,7 +272,9 @@ class FileIndex:
         if len(folders) == 1:
             return Found(path=folders[0])
         if not folders:
-            return Found(reason=MISSING_FILE)
+            return Found(reason=MISSING_FILE,
+                         detail=f"looked for a video {name!r}.* or a folder of frames {name!r} "
+                                "anywhere under the videos root")
         return _narrow(folders, None, hints)
 
 
@@ -262,7 +288,7 @@ def _narrow(candidates: list[str], listed: str | None, hints: Iterable[str]) -> 
     hinted = [c for c in candidates if wanted & set(c.split("/")[:-1])]
     if len(hinted) == 1:
         return Found(path=hinted[0])
-    return Found(reason=AMBIGUOUS_FILE)
+    return Found(reason=AMBIGUOUS_FILE, detail=f"matches {_names(hinted or candidates)}")
 
 
 # ---------------------------------------------------------------------------------- rows
@@ -272,21 +298,22 @@ def _narrow(candidates: list[str], listed: str | None, hints: Iterable[str]) -> 
 class RowSink:
     """Collects a reader's rows, applying the shared checks in one fixed order.
 
-    Order: missing id, id escaping the root, empty label, unknown label, time range, duplicate
-    id, file lookup. An id counts as
-    taken only once a row with it is accepted, so two rows for one missing file both say
-    ``missing_file`` and a bad first row does not shadow a good second one.
+    Order: missing id, id escaping the root, empty label, control characters in the label,
+    unknown label, time range, repeated id (``duplicate`` with the same label,
+    ``label_conflict`` with another), file lookup. An id counts as taken only once a row with it
+    is accepted, so two rows for one missing file both say ``missing_file`` and a bad first row
+    does not shadow a good second one.
     """
 
     known_labels: Container[str] | None = None
     records: list[VideoRecord] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
-    taken: set[str] = field(default_factory=set)
+    taken: dict[str, VideoRecord] = field(default_factory=dict)
 
     def reject(self, reason: str, *, source: str, video_id: str = "", label: str = "",
-               split: str = "") -> None:
+               split: str = "", detail: str = "") -> None:
         """Record a refused row; ``source`` points at the row (``file:line`` or ``file[i]``)."""
-        self.rejected.append(RejectedRecord(video_id, source, label, split, reason))
+        self.rejected.append(RejectedRecord(video_id, source, label, split, reason, detail))
 
     def offer(
         self,
@@ -305,27 +332,34 @@ class RowSink:
         ``id_is_name``: the id is a file-name component from the annotation (a Kinetics or
         Something-Something id), so a separator or ``..`` in it means it points outside the root.
         """
-        def refuse(reason: str) -> None:
-            self.reject(reason, source=source, video_id=video_id, label=label, split=split)
+        def refuse(reason: str, detail: str = "") -> None:
+            self.reject(reason, source=source, video_id=video_id, label=label, split=split,
+                        detail=detail)
 
         if not video_id:
-            return refuse(MALFORMED_ROW)
+            return refuse(MALFORMED_ROW, "no video id")
         if id_is_name and not safe_name(video_id):
-            return refuse(PATH_ESCAPES_ROOT)
+            return refuse(PATH_ESCAPES_ROOT, "the id is not a plain file name")
         if not label:
             return refuse(EMPTY_LABEL)
+        if has_control_characters(label):
+            return refuse(BAD_LABEL, f"control characters in {label!r}")
         if self.known_labels is not None and label not in self.known_labels:
-            return refuse(UNKNOWN_LABEL)
+            return refuse(UNKNOWN_LABEL, "not in the dataset's class list")
         if times is not None and not time_range_ok(*times):
-            return refuse(BAD_TIME_RANGE)
-        if video_id in self.taken:
-            return refuse(DUPLICATE)
+            return refuse(BAD_TIME_RANGE, f"time_start={times[0]!r}, time_end={times[1]!r}")
+        earlier = self.taken.get(video_id)
+        if earlier is not None:
+            if earlier.label != label:
+                return refuse(LABEL_CONFLICT, f"already accepted as {earlier.label!r}")
+            return refuse(DUPLICATE, "the id was already accepted from an earlier row")
         found = find()
         if found.path is None:
-            return refuse(found.reason or MISSING_FILE)
+            return refuse(found.reason or MISSING_FILE, found.detail)
         start, end = times if (keep_times and times is not None) else (None, None)
-        self.taken.add(video_id)
-        self.records.append(VideoRecord(video_id, found.path, label, start, end, split))
+        record = VideoRecord(video_id, found.path, label, start, end, split)
+        self.taken[video_id] = record
+        self.records.append(record)
 
     def result(self, class_names: Sequence[str] | None = None) -> Annotations:
         return Annotations(

@@ -3,13 +3,15 @@
 A header is recognised when the first row names a path column (``path``, ``video``, ``file``,
 ``filename`` or ``video_path``) and a label column (``label``, ``class``, ``label_name`` or
 ``class_name``); it may add a ``split`` column. Without a header every row is exactly
-``path,label``. Paths are relative to the videos root and must be listed exactly (no search); the
-video id is the path without its extension. Rows without a split take ``split=`` or ``train``.
+``path,label``. Paths are relative to the videos root and must be listed exactly (no search); a
+path cell is matched as written and, if no such file is listed, without surrounding spaces (so
+names with leading/trailing spaces work, and so does ``a.mp4, label``). The video id is the
+normalised relative path **with** its extension, so ``x.mp4`` and ``x.mkv`` are two samples,
+never one id. Rows without a split take ``split=`` or ``train``.
 """
 from __future__ import annotations
 
 import csv
-import posixpath
 from collections.abc import Sequence
 
 from pipelines.data.annotations._common import (
@@ -87,12 +89,21 @@ def _row(
         return
     raw_path, label = row[cols["path"]], clean_label(row[cols["label"]])
     if not raw_path.strip():
-        sink.reject(MALFORMED_ROW, source=source, label=label, split=row_split)
+        sink.reject(MALFORMED_ROW, source=source, label=label, split=row_split,
+                    detail="empty path")
         return
-    rel = safe_relpath(raw_path)
+    rel = _listed_variant(raw_path, index)
     if rel is None:
         sink.reject(PATH_ESCAPES_ROOT, source=source, video_id=raw_path.strip(), label=label,
-                    split=row_split)
+                    split=row_split, detail=f"{raw_path!r} is not inside the videos root")
         return
-    sink.offer(source=source, video_id=posixpath.splitext(rel)[0], label=label,
-               split=row_split, find=lambda: index.exact(rel), id_is_name=False)
+    sink.offer(source=source, video_id=rel, label=label, split=row_split,
+               find=lambda: index.exact(rel), id_is_name=False)
+
+
+def _listed_variant(raw_path: str, index: FileIndex) -> str | None:
+    """The cell as written if that file is listed, else the cell without surrounding spaces."""
+    candidates = [safe_relpath(raw_path), safe_relpath(raw_path.strip())]
+    if any(c is None for c in candidates):
+        return None  # either form leaving the root is refused
+    return next((c for c in candidates if c in index.paths), candidates[1])

@@ -17,6 +17,7 @@ from pipelines.data.annotations._common import (
     RowSink,
     SplitFilter,
     base_name,
+    clean_label,
     open_text,
     require_trimmed,
 )
@@ -37,7 +38,7 @@ def _parse_names(files: Sequence[str]) -> list[tuple[str, str]]:
                 f"hmdb51: {location} is not named '<class>_test_split<N>.txt'"
             )
         folds.add(match["fold"])
-        out.append((location, match["label"]))
+        out.append((location, clean_label(match["label"])))
     if len(folds) > 1:
         raise AnnotationError(
             f"hmdb51: split files of several folds given ({sorted(folds)}); pass one fold, "

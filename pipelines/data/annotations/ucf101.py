@@ -21,6 +21,7 @@ from pipelines.data.annotations._common import (
     RowSink,
     assign_file_splits,
     base_name,
+    clean_label,
     open_text,
     require_trimmed,
     safe_relpath,
@@ -41,7 +42,7 @@ def _classes(location: str) -> list[str]:
                 continue
             if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) in by_index:
                 raise AnnotationError(f"{location}:{number}: expected '<index> <ClassName>'")
-            by_index[int(parts[0])] = parts[1].strip()
+            by_index[int(parts[0])] = clean_label(parts[1])
     if sorted(by_index) != list(range(1, len(by_index) + 1)) or not by_index:
         raise AnnotationError(f"{location}: class indices must run 1..N")
     names = [by_index[i] for i in range(1, len(by_index) + 1)]
