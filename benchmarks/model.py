@@ -1,11 +1,15 @@
 """Model cost: parameters, GMACs, inference throughput and training-step memory of TSN/TSM/TSI.
 
     python -m benchmarks.model [--frames 8 16] [--batch 8] [--size 224] [--repeats 3]
+                               [--latency-repeats 7]
 
-Throughput is measured interleaved (one batch of each model in turn, repeated) so the shared
-machine's noise hits every model alike; the figures that matter are ratios to TSN from the same
-run. Peak memory of one training step (forward + backward, batch of 2 clips) is measured in a
-fresh subprocess per model as the rise of the process's peak RSS over its RSS before the step.
+Throughput (batches of ``--batch`` clips) and single-video latency (batch 1, what a prediction
+service sees) are measured interleaved (one forward of each model in turn, repeated, best kept)
+so the shared machine's noise hits every model alike; the figures that matter are ratios to TSN
+from the same run (for latency, TSN's latency over the model's: a speed ratio like throughput's),
+with the 1-minute load average recorded beside each. Peak memory of one training step (forward +
+backward, batch of 2 clips) is measured in a fresh subprocess per model as the rise of the
+process's peak RSS over its RSS before the step.
 On a CUDA machine the same run adds bf16 autocast throughput and uses CUDA peak memory.
 """
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -29,14 +34,16 @@ MODELS = ("tsn_r50", "tsm_r50", "tsi_r50", "tsi_r50_fast_align")
 BASELINE = "tsn_r50"
 
 
-def throughput(
-    names: tuple[str, ...], frames: int, size: int, batch: int, repeats: int, device: str, dtype: torch.dtype
+def _build(names: tuple[str, ...], frames: int, device: str) -> dict[str, torch.nn.Module]:
+    return {n: get_model(n, num_classes=400, num_frames=frames).eval().to(device) for n in names}
+
+
+def best_seconds(
+    models: dict[str, torch.nn.Module], clip: torch.Tensor, repeats: int, device: str, dtype: torch.dtype
 ) -> dict[str, float]:
-    """Videos/s per model, best of ``repeats`` interleaved timed batches after one warm-up each."""
-    models = {n: get_model(n, num_classes=400, num_frames=frames).eval().to(device) for n in names}
-    clip = torch.randn(batch, frames, 3, size, size, device=device)
+    """Seconds per forward of ``clip`` per model: best of ``repeats`` interleaved runs after a warm-up each."""
     autocast = torch.autocast(device_type=device, dtype=dtype, enabled=dtype != torch.float32)
-    best = {n: float("inf") for n in names}
+    best = {n: float("inf") for n in models}
     with torch.inference_mode(), autocast:
         for model in models.values():
             model(clip)
@@ -49,7 +56,24 @@ def throughput(
                 if device == "cuda":
                     torch.cuda.synchronize()
                 best[name] = min(best[name], time.perf_counter() - start)
-    return {n: batch / t for n, t in best.items()}
+    return best
+
+
+def throughput(
+    models: dict[str, torch.nn.Module], frames: int, size: int, batch: int, repeats: int, device: str, dtype: torch.dtype
+) -> dict[str, float]:
+    """Videos/s per model on batches of ``batch`` clips."""
+    clip = torch.randn(batch, frames, 3, size, size, device=device)
+    return {n: batch / t for n, t in best_seconds(models, clip, repeats, device, dtype).items()}
+
+
+def latency(
+    models: dict[str, torch.nn.Module], frames: int, size: int, repeats: int, device: str
+) -> tuple[dict[str, float], float]:
+    """Single-video (batch 1) fp32 prediction latency in ms per model, and the 1-min load average then."""
+    clip = torch.randn(1, frames, 3, size, size, device=device)
+    seconds = best_seconds(models, clip, repeats, device, torch.float32)
+    return {n: 1000 * t for n, t in seconds.items()}, os.getloadavg()[0]
 
 
 class _RssSampler(threading.Thread):
@@ -123,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=8, help="clips per inference batch")
     parser.add_argument("--train-batch", type=int, default=2, help="clips in the memory-probe training step")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-repeats", type=int, default=7, help="interleaved batch-1 runs per model")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--output", default="model", help="results/{output}.json")
     parser.add_argument("--_probe-memory", nargs=5, help=argparse.SUPPRESS)
@@ -143,12 +168,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             r["model"]: {k: r[k] for k in ("params_m", "gmacs", "attention_gmacs")}
             for r in complexity_report(names, frames=frames, size=args.size)
         }
-        fp32 = throughput(names, frames, args.size, args.batch, args.repeats, device, torch.float32)
+        models = _build(names, frames, device)
+        fp32 = throughput(models, frames, args.size, args.batch, args.repeats, device, torch.float32)
         bf16 = (
-            throughput(names, frames, args.size, args.batch, args.repeats, device, torch.bfloat16)
+            throughput(models, frames, args.size, args.batch, args.repeats, device, torch.bfloat16)
             if device == "cuda"
             else {}
         )
+        latency_ms, latency_load = latency(models, frames, args.size, args.latency_repeats, device)
+        del models
         memory = (
             {}
             if args.skip_memory
@@ -164,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "throughput_vs_tsn": fp32[name] / fp32[BASELINE],
                 "bf16_videos_per_s": bf16.get(name),
                 "bf16_vs_tsn": bf16[name] / bf16[BASELINE] if bf16 else None,
+                "latency_b1_ms": latency_ms[name],
+                "latency_speed_vs_tsn": latency_ms[BASELINE] / latency_ms[name],
+                "latency_loadavg_1m": latency_load,
                 "train_step_peak_mb": memory[name]["peak_mb"] if memory else None,
                 "memory_vs_tsn": memory[name]["peak_mb"] / memory[BASELINE]["peak_mb"] if memory else None,
                 "saved_for_backward_mb": memory[name]["saved_mb"] if memory else None,
@@ -175,7 +206,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = {
         "benchmark": "model",
         "device": device,
-        "input": {"size": args.size, "inference_batch": args.batch, "train_batch": args.train_batch, "dtype": "fp32"},
+        "input": {
+            "size": args.size,
+            "inference_batch": args.batch,
+            "latency_batch": 1,
+            "train_batch": args.train_batch,
+            "dtype": "fp32",
+            "repeats": args.repeats,
+            "latency_repeats": args.latency_repeats,
+        },
         "machine_before": state_before,
         "machine_after": machine_state(),
         "rows": rows,

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from tsi_model import ABLATIONS, get_model, list_models
-from tsi_model.temporal import TemporalUnit
+from tsi_model.temporal import TemporalUnit, TemporalUnitConfig
 from tsi_model.temporal.sme import SalientMotionExcitation
 
 SMALL = dict(width=16, num_classes=5)
+# width of the 3x3 conv (where the temporal unit sits) in each of ResNet-50's 16 blocks, at width 16
+UNIT_CHANNELS = [16] * 3 + [32] * 4 + [64] * 6 + [128] * 3
 
 
 def clip(n: int = 2, t: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -49,12 +51,17 @@ def test_every_variant_runs_and_gradients_reach_every_parameter(name):
 
 def test_small_width_keeps_paper_ratios_meaningful():
     model = get_model("tsi_r50", **SMALL)
+    reduced = {}
     for module in model.modules():
         if isinstance(module, SalientMotionExcitation):
-            assert module.reduced_channels >= 1
-            assert module.reduce.in_channels // module.reduced_channels == 16
-    cti = [m.aggregation for m in model.modules() if isinstance(m, TemporalUnit)]
-    assert all(m.groups == 4 for m in cti)
+            # r = 16 exactly: no stage is so narrow that the max(1, C // r) floor kicks in
+            assert module.reduce.in_channels == 16 * module.reduced_channels == 16 * module.reduce.out_channels
+            reduced[module.reduce.in_channels] = module.reduced_channels
+    assert reduced == {16: 1, 32: 2, 64: 4, 128: 8}  # res2..res5 at width 16
+    units = [m for m in model.modules() if isinstance(m, TemporalUnit)]
+    # G = 4 groups of C/4 channels, C being the 3x3 conv's width that SME also sees
+    assert all(u.aggregation.groups == 4 for u in units)
+    assert all(4 * u.aggregation.tconv[0].channels == u.motion.reduce.in_channels for u in units)
 
 
 @pytest.mark.slow
@@ -113,7 +120,20 @@ def test_ablation_parameter_counts_follow_the_documented_structure():
     assert _params("r50_tim_me") < sme
     assert tsi == sme - tim + cti  # TSI = SME + CTI
     assert _params("tsi_r50_fusion_sum") == tsi
-    assert _params("tsi_r50_fusion_concat") > tsi  # the 2C -> C fusion conv
+    assert _params("tsi_r50_fusion_concat") == tsi + sum(2 * c * c for c in UNIT_CHANNELS)  # 2C -> C 1x1
+    # MTA: per block three groups of C/4 channels, each a 3x3 conv (9 w^2), its BN (2 w) and a
+    # depth-wise temporal conv (3 w taps + w biases); nothing else
+    mta = sum(3 * (9 * w * w + 2 * w + 4 * w) for w in (c // 4 for c in UNIT_CHANNELS))
+    assert _params("r50_mta") == tsn + mta
+    assert _params("r50_mta") > cti > tim
+
+
+def test_mta_units_match_their_row():
+    units = _units("r50_mta")
+    assert len(units) == 16 and all(u.motion is None for u in units)
+    assert [4 * u.aggregation.tconv[0].channels for u in units] == UNIT_CHANNELS
+    with pytest.raises(ValueError, match="identity"):
+        get_model("r50_mta", **SMALL, identity_init=True)
 
 
 def test_table6_rows_place_the_documented_number_of_blocks():
@@ -129,6 +149,36 @@ def test_table6_rows_place_the_documented_number_of_blocks():
         placed = [n.removesuffix(".temporal") for n, m in model.named_modules() if isinstance(m, TemporalUnit)]
         assert placed == blocks, name
     assert len(_units("tsi_r50")) == 16
+
+
+def _placed(model: torch.nn.Module) -> list[str]:
+    return [n.removesuffix(".temporal") for n, m in model.named_modules() if isinstance(m, TemporalUnit)]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_layers_builds_the_requested_depth_for_every_builder(name):
+    model = get_model(name, **SMALL, layers=(1, 2, 1, 1), num_frames=2)
+    depth = [len(getattr(model, f"layer{i}")) for i in range(1, 5)]
+    assert depth == [1, 2, 1, 1]
+    assert model.builder_options["layers"] == (1, 2, 1, 1)
+    assert get_model(name, **SMALL).builder_options["layers"] == (3, 4, 6, 3)
+
+
+def test_layers_and_blocks_combine():
+    # blocks counts leading blocks within each selected stage of the depth layers builds
+    model = get_model("tsi_r50", **SMALL, layers=(2, 3, 1, 2), blocks=2)
+    assert _placed(model) == ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer4.0", "layer4.1"]
+    assert len(_placed(get_model("tsi_r50", **SMALL, layers=(2, 3, 1, 2)))) == 8  # blocks="all"
+    model = get_model("tsi_r50_res2to5_4blocks", **SMALL, layers=(2, 2, 2, 2))
+    assert _placed(model) == ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]
+    assert _placed(get_model("tsi_r50", **SMALL, layers=(1, 1, 1, 1), stages=(3, 5))) == ["layer2.0", "layer4.0"]
+
+
+@pytest.mark.parametrize("layers", [(3, 4, 6), (3, 4, 6, 3, 1), (0, 1, 1, 1), (1, 1.0, 1, 1), (True, 1, 1, 1), "1111"])
+def test_layers_must_be_four_positive_ints(layers):
+    for name in ("tsn_r50", "tsm_r50", "tsi_r50", "r50_cti"):
+        with pytest.raises(ValueError, match="layers must be 4 positive ints"):
+            get_model(name, **SMALL, layers=layers)
 
 
 def test_switches_without_parameter_change_still_change_the_computation():
@@ -174,3 +224,12 @@ def test_channels_last_input_gives_the_same_result():
     permuted = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)  # same values, HWC strides
     with torch.no_grad():
         torch.testing.assert_close(model(permuted), model(x))
+
+
+def test_identity_init_fusions_start_as_documented():
+    """cascade and concat start as the identity; sum starts as SME(X) + CTI(X) = 2X."""
+    x = torch.relu(torch.randn(2 * 4, 16, 5, 5, generator=torch.Generator().manual_seed(0)))
+    for fusion, factor in (("cascade", 1.0), ("concat", 1.0), ("sum", 2.0)):
+        unit = TemporalUnit(16, 4, TemporalUnitConfig(fusion=fusion, identity_init=True)).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(unit(x), factor * x, msg=fusion)

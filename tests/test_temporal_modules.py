@@ -6,7 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from tsi_model.resnet import Bottleneck
 from tsi_model.temporal.cti import CrossScaleTemporalIntegration
+from tsi_model.temporal.mta import MultipleTemporalAggregation
 from tsi_model.temporal.shift import TemporalShift
 from tsi_model.temporal.sme import SalientMotionExcitation, SMEOptions, saliency_alignment
 from tsi_model.temporal.tconv import DepthwiseTemporalConv
@@ -117,3 +119,170 @@ def test_temporal_shift_moves_one_eighth_each_way_with_zero_ends():
     assert out[:, 0].tolist() == [1.0, 2.0, 0.0]  # channels [0, 2): from frame t+1
     assert out[:, 2].tolist() == [0.0, 0.0, 1.0]  # channels [2, 4): from frame t-1
     assert out[:, 5].tolist() == [0.0, 1.0, 2.0]  # the rest unchanged
+
+
+# --- Equations pinned by hand-computed values: tiny tensors, weights set by hand -----------------
+
+
+def _eval_identity_bn(bn: torch.nn.BatchNorm2d, bias: float = 0.0) -> None:
+    """Eval-mode BN that is exactly y = x + bias (unit scale, zero running mean, eps 0)."""
+    bn.eval()
+    bn.eps = 0.0
+    with torch.no_grad():
+        bn.weight.fill_(1.0)
+        bn.bias.fill_(bias)
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0)
+
+
+def _centre_tap(conv: torch.nn.Conv2d, value: float) -> None:
+    """A 3x3 conv that multiplies its (single-position) input by ``value``: only the centre tap is set."""
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, 1, 1] = value
+
+
+def _temporal_taps(conv: DepthwiseTemporalConv, taps: list[float]) -> None:
+    """out[t] = taps[0] x[t-1] + taps[1] x[t] + taps[2] x[t+1] for every channel, no bias."""
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(taps).expand(conv.channels, 1, 3))
+        conv.bias.zero_()
+
+
+def _eq3_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """One frame pair, c=4, two positions (1x2 map). Frame t's queries live on channel 0:
+    q = (0, 2 ln 2); frame t+1's keys are (1, 2) on channel 0 and 1 on channels 1-3."""
+    current = torch.zeros(1, 1, 4, 1, 2)
+    current[0, 0, 0] = torch.tensor([0.0, 2 * math.log(2)])
+    following = torch.ones(1, 1, 4, 1, 2)
+    following[0, 0, 0] = torch.tensor([1.0, 2.0])
+    return current, following
+
+
+def test_eq3_saliency_alignment_by_hand():
+    # scores q_i k_j / sqrt(4): position 0 -> (0, 0), softmax (1/2, 1/2); position 1 -> (ln 2, 2 ln 2),
+    # softmax (2, 4) / 6 = (1/3, 2/3). Read-out on channel 0: 1.5 and 1/3 + 4/3 = 5/3; channels 1-3
+    # read 1. Eq. 3 multiplies by frame t+1: channel 0 -> (1 * 1.5, 2 * 5/3), channels 1-3 -> 1.
+    expected = torch.ones(1, 1, 4, 1, 2)
+    expected[0, 0, 0] = torch.tensor([1.5, 10 / 3])
+    current, following = _eq3_inputs()
+    for impl in ("fused", "chunked"):
+        torch.testing.assert_close(saliency_alignment(current, following, impl=impl), expected)
+
+
+def _sme(channels: int, **options) -> SalientMotionExcitation:
+    sme = SalientMotionExcitation(channels, num_frames=2, options=SMEOptions(**options)).eval()
+    _eval_identity_bn(sme.reduce_bn)
+    _eval_identity_bn(sme.expand_bn)
+    return sme
+
+
+def test_eq4_eq5_pyramid_cascade_and_difference_by_hand():
+    sme = _sme(16, pyramid_levels=2, saliency_alignment=False)  # K = 2: three depth-wise convs
+    for conv, tap in zip(sme.pyramid, (2.0, 3.0, 0.5)):
+        _centre_tap(conv, tap)
+    reduced = torch.tensor([1.0, 3.0]).view(2, 1, 1, 1)  # (T=2, c=1, 1, 1): X_t = 1, X_{t+1}^{sa} = 3
+    # Eq. 4: D_0 = 2 * 3 = 6; D_1 = 3 * (6 + 3) = 27; D_2 = 0.5 * (27 + 3) = 15
+    # Eq. 5: M = (6 - 1) + (27 - 1) + (15 - 1) = 45
+    assert sme.motion(reduced).flatten().tolist() == [45.0]
+
+
+def test_eq6_eq7_channel_attention_and_residual_by_hand():
+    sme = _sme(2, reduction=2, pyramid_levels=0, saliency_alignment=False)
+    with torch.no_grad():
+        sme.reduce.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))  # reduced = channel 0
+        sme.expand.weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
+    _centre_tap(sme.pyramid[0], 1.0)
+    # (T=2, C=2, 1x2 map); frame 0 = [[1, 1], [4, 2]], frame 1 = [[3, 5], [-1, 0]]
+    x = torch.tensor([[[[1.0, 1.0]], [[4.0, 2.0]]], [[[3.0, 5.0]], [[-1.0, 0.0]]]])
+    # motion of frame 0: D_0 - X_t = (3, 5) - (1, 1) = (2, 4); Pool = mean = 3;
+    # Eq. 6: A_0 = sigmoid(expand(3)) = (sigmoid(3), sigmoid(-6)); the last frame's motion is 0: A = 1/2
+    a0 = (1 / (1 + math.exp(-3.0)), 1 / (1 + math.exp(6.0)))  # sigmoid(3), sigmoid(-6)
+    # Eq. 7: X + X * A
+    expected = torch.tensor(
+        [
+            [[[1 + a0[0], 1 + a0[0]]], [[4 * (1 + a0[1]), 2 * (1 + a0[1])]]],
+            [[[4.5, 7.5]], [[-1.5, 0.0]]],
+        ]
+    )
+    torch.testing.assert_close(sme(x), expected)
+
+
+def _cti(channels: int, num_frames: int, taps: list[float]) -> CrossScaleTemporalIntegration:
+    cti = CrossScaleTemporalIntegration(channels, num_frames, groups=channels, temporal_init="identity")
+    for conv in cti.tconv:
+        _temporal_taps(conv, taps)
+    return cti
+
+
+def test_eq8_eq10_cascade_by_hand():
+    cti = _cti(4, num_frames=2, taps=[0.0, 1.0, 1.0])  # G = 4 groups of one channel; out[t] = x[t] + x[t+1]
+    with torch.no_grad():
+        for fc in cti.fc:  # constant logits (ln 3, 0): alpha = softmax over the scales = 3/4
+            fc.weight.zero_()
+            fc.bias.copy_(torch.tensor([math.log(3.0), 0.0]))
+    # frames t = 0, 1 of groups 0..3 (one channel, 1x1 map): X_0 = (1, 2), X_1 = (4, 0), X_2 = (0, 8), X_3 = (2, 2)
+    x = torch.tensor([[1.0, 4.0, 0.0, 2.0], [2.0, 0.0, 8.0, 2.0]]).view(2, 4, 1, 1)
+    # Eq. 10: CI = 3/4 X_g + 1/4 T_{g-1}; Eq. 8: T_g = Conv1D(CI), T_0 = X_0
+    # g=1: CI = (3.25, 0.5)          -> T_1 = (3.75, 0.5)
+    # g=2: CI = (0.9375, 6.125)      -> T_2 = (7.0625, 6.125)
+    # g=3: CI = (3.265625, 3.03125)  -> T_3 = (6.296875, 3.03125)
+    expected = torch.tensor([[1.0, 3.75, 7.0625, 6.296875], [2.0, 0.5, 6.125, 3.03125]]).view(2, 4, 1, 1)
+    torch.testing.assert_close(cti(x), expected)
+
+
+def test_eq9_pools_the_sum_of_both_scales_by_hand():
+    cti = _cti(2, num_frames=1, taps=[0.0, 1.0, 0.0])  # G = 2, identity Conv1D: output group 1 = CI
+    with torch.no_grad():
+        cti.fc[0].weight.copy_(torch.tensor([[1.0], [0.0]]))  # logits (p, 0): alpha = sigmoid(p)
+        cti.fc[0].bias.zero_()
+    # one frame, 1x2 map: T_0 = X_0 = (1, 3), X_1 = (0, 2)
+    x = torch.tensor([[[[1.0, 3.0]], [[0.0, 2.0]]]])
+    # Eq. 9: p = Pool(T_0 + X_1) = (1 + 0 + 3 + 2) / 2 = 3 (pooling X_1 alone would give 1, T_0 alone 2)
+    alpha = 1 / (1 + math.exp(-3.0))
+    # Eq. 10: alpha X_1 + (1 - alpha) T_0
+    expected_group1 = torch.tensor([[[(1 - alpha) * 1.0, alpha * 2.0 + (1 - alpha) * 3.0]]])
+    out = cti(x)
+    torch.testing.assert_close(out[0, :1], x[0, :1])
+    torch.testing.assert_close(out[0, 1:], expected_group1)
+
+
+def test_mta_cascade_by_hand():
+    mta = MultipleTemporalAggregation(4, num_frames=2, groups=4).eval()
+    for tconv in mta.tconv:
+        _temporal_taps(tconv, [0.0, 1.0, 1.0])  # out[t] = x[t] + x[t+1]
+    for (conv, bn, _), tap, bias in zip(mta.spatial, (0.5, 0.25, -1.0), (0.0, 0.0, 10.0)):
+        _centre_tap(conv, tap)
+        _eval_identity_bn(bn, bias)
+    x = torch.tensor([[1.0, 4.0, 0.0, 2.0], [2.0, 0.0, 8.0, 2.0]]).view(2, 4, 1, 1)  # X_0..X_3 over t = 0, 1
+    # group 0 passes: (1, 2)
+    # g=1: relu(0.5 * Tmp(X_1)) = relu(0.5 * (4, 0)) = (2, 0)  [no T_0 added: TEA's equation]
+    # g=2: Tmp(X_2 + T_1) = Tmp((2, 8)) = (10, 8) -> relu(0.25 * .) = (2.5, 2)
+    # g=3: Tmp(X_3 + T_2) = Tmp((4.5, 4)) = (8.5, 4) -> relu(-1 * . + 10) = (1.5, 6)
+    expected = torch.tensor([[1.0, 2.0, 2.5, 1.5], [2.0, 0.0, 2.0, 6.0]]).view(2, 4, 1, 1)
+    torch.testing.assert_close(mta(x), expected)
+
+
+class _Probe(torch.nn.Module):
+    """Stands in for the temporal unit: records what it sees and returns zeros."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.detach().clone()
+        return torch.zeros_like(x)
+
+
+def test_temporal_unit_sits_after_conv2_and_feeds_conv3():
+    """Sec. 3.4: 1x1 -> 3x3 -> SME/CTI -> 1x1. A stride-2 block tells the places apart by shape."""
+    downsample = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 1, stride=2, bias=False), torch.nn.BatchNorm2d(16))
+    probe = _Probe()
+    block = Bottleneck(8, 4, stride=2, downsample=downsample, temporal=probe).eval()
+    for bn in (block.bn1, block.bn2, block.bn3, downsample[1]):
+        _eval_identity_bn(bn, bias=0.5)
+    x = rand(2, 8, 6, 6)
+    out = block(x)
+    # before conv1 it would see (2, 8, 6, 6), between conv1 and conv2 (2, 4, 6, 6), after conv3 16 channels
+    assert probe.seen.shape == (2, 4, 3, 3)
+    after_conv2 = torch.relu(block.conv2(torch.relu(block.conv1(x) + 0.5)) + 0.5)  # BN = +0.5 here
+    torch.testing.assert_close(probe.seen, after_conv2)
+    # its output is conv3's input: zeros give relu(bn3(conv3(0)) + identity) = relu(0.5 + downsample(x))
+    torch.testing.assert_close(out, torch.relu(0.5 + downsample[0](x) + 0.5))

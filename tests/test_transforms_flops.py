@@ -41,3 +41,21 @@ def test_attention_is_counted_and_matches_the_formula():
     res2_fast = 3 * (2 * 3 * 576 * 144 * 1)
     assert tsi.attention_macs - fast.attention_macs == res2 - res2_fast
     assert res3 < tsi.attention_macs
+
+
+# the temporal unit of res2..res5 at width 16 on a 32x32 input: (3x3 conv width C, positions per frame)
+UNIT_SHAPES = ((16, 64), (32, 16), (64, 4), (128, 1))
+
+
+def test_mta_and_concat_fusion_macs_are_their_convs():
+    x = torch.randn(1, 4, 3, 32, 32)
+    options = dict(width=16, layers=(1, 1, 1, 1))
+    tsn, tsi, mta, concat = (
+        count_macs(get_model(name, **options), x).macs
+        for name in ("tsn_r50", "tsi_r50", "r50_mta", "tsi_r50_fusion_concat")
+    )
+    # MTA: three groups of w = C/4 channels, a 3x3 conv (9 w^2 per position) after a 3-tap temporal conv (3 w)
+    per_frame = sum(3 * (9 * (c // 4) ** 2 + 3 * (c // 4)) * hw for c, hw in UNIT_SHAPES)
+    assert mta - tsn == 4 * per_frame
+    # concatenation fusion: one 2C -> C 1x1 conv per block on top of TSI
+    assert concat - tsi == 4 * sum(2 * c * c * hw for c, hw in UNIT_SHAPES)

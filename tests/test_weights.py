@@ -107,3 +107,18 @@ def test_ablation_checkpoint_rebuilds_the_same_variant(tmp_path):
     path = save_checkpoint(model, tmp_path / "m.pt", model_name=model.builder_name, options=model.builder_options)
     rebuilt = build_from_checkpoint(str(path))
     assert rebuilt.builder_name == "r50_tim_sme_no_sa"
+
+
+@pytest.mark.parametrize("name", ["tsi_r50_res2to5_4blocks", "r50_mta"])
+def test_shallow_checkpoint_rebuilds_the_same_depth(name, tmp_path):
+    model = get_model(name, width=16, num_classes=3, num_frames=4, layers=(1, 2, 1, 1)).eval()
+    path = save_checkpoint(model, tmp_path / "shallow.pt", model_name=name, options=model.builder_options)
+    rebuilt = build_from_checkpoint(str(path)).eval()
+    assert rebuilt.builder_options["layers"] == (1, 2, 1, 1) and len(rebuilt.layer2) == 2
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x))
+    # a shallow checkpoint does not load into the full-depth network
+    with pytest.raises(WeightsError, match="missing"):
+        load_weights(get_model(name, width=16, num_classes=3), path)

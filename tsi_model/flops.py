@@ -3,10 +3,13 @@
 ``torch.utils.flop_counter`` counts convolutions and matrix products. Under its dispatch mode
 ``scaled_dot_product_attention`` on CPU decomposes into two ``bmm`` (counted); should it reach the
 fused CPU flash kernel instead, which has no registered formula, the mapping below counts it. The
-element-wise form of the depth-wise temporal conv is invisible to the counter and added from
-hooks. So TSI's saliency alignment (two HW x HW x C/r products per frame pair) is in the total;
-``attention_macs`` reports that part on its own, computed from the shapes. Element-wise
-work (BN, ReLU, Hadamard products, softmax) is not counted, the usual convention for GFLOPs tables.
+element-wise form of the depth-wise temporal conv (TIM, CTI's Conv1D_j, MTA's per-group temporal
+convs) is invisible to the counter and added from hooks; MTA's 3x3 convs and the concatenation
+fusion's 1x1 conv are ordinary convolutions, and the chunked alignment fallback's products are
+ordinary matmuls, all counted. So TSI's saliency alignment (two HW x HW x C/r products per frame
+pair) is in the total; ``attention_macs`` reports that part on its own, computed from the shapes.
+Element-wise work (BN, ReLU, Hadamard products, softmax) is not counted, the usual convention for
+GFLOPs tables.
 """
 from __future__ import annotations
 

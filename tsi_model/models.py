@@ -1,11 +1,21 @@
 """Builders for TSN, TSM, TSI and the paper's ablation rows, behind ``get_model(name, **kwargs)``.
 
 Every builder is keyword-only and takes ``num_classes``, ``num_frames``, ``dropout``,
-``pretrained`` (a local weights file: torchvision ResNet-50 or a project checkpoint) and ``width``
-(base channels; 64 is ResNet-50, 16 keeps r=16 and G=4 meaningful in tiny test networks).
-``tsi_r50`` additionally takes every :class:`~tsi_model.temporal.unit.TemporalUnitConfig` switch
-plus ``stages`` (which of res2..res5 get TSI blocks) and ``blocks`` ("all", or how many leading
-blocks of each of those stages).
+``pretrained`` (a local weights file: torchvision ResNet-50 or a project checkpoint), ``width``
+(base channels; 64 is ResNet-50, 16 keeps r=16 and G=4 meaningful in tiny test networks) and
+``layers`` (bottlenecks per stage res2..res5; ResNet-50's (3, 4, 6, 3) by default, (1, 1, 1, 1)
+for CPU demos and tests). ``tsi_r50`` additionally takes every
+:class:`~tsi_model.temporal.unit.TemporalUnitConfig` switch plus ``stages`` (which of res2..res5
+get TSI blocks) and ``blocks`` ("all", or how many leading blocks of each of those stages get one:
+Table 6's placement, counted within whatever ``layers`` builds, so a stage shallower than
+``blocks`` has all of its blocks converted).
+
+Every builder records its options (``layers`` included) in ``model.builder_options``, which
+:func:`~tsi_model.weights.save_checkpoint` stores so :func:`build_from_checkpoint` rebuilds the
+same network. Ablation rows (``ABLATIONS``) are ``tsi_r50`` with fixed options; the table in
+``temporal/unit.py`` maps them to the paper and says where a row changes more than its module
+(w/o CA's initialisation, concat's fusion conv, MTA's convs, summation's 2X start under
+``identity_init``).
 """
 from __future__ import annotations
 
@@ -15,12 +25,21 @@ from typing import Any
 
 from torch import nn
 
-from tsi_model.resnet import VideoResNet
+from tsi_model.resnet import RESNET50_LAYERS, VideoResNet
 from tsi_model.temporal.shift import TemporalShift
 from tsi_model.temporal.unit import TemporalUnit, TemporalUnitConfig
 from tsi_model.weights import load_weights
 
 _UNIT_FIELDS = {f.name for f in dataclasses.fields(TemporalUnitConfig)}
+
+
+def _check_layers(layers: Sequence[int]) -> tuple[int, ...]:
+    """Bottlenecks per stage: exactly four positive ints (res2..res5), returned as a tuple."""
+    values = tuple(layers)
+    positive = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in values)
+    if len(values) != 4 or not positive:
+        raise ValueError(f"layers must be 4 positive ints (blocks in res2..res5), got {layers!r}")
+    return values
 
 
 def _finish(model: VideoResNet, name: str, options: dict[str, Any], pretrained: str | None) -> VideoResNet:
@@ -39,10 +58,14 @@ def tsn_r50(
     dropout: float = 0.5,
     pretrained: str | None = None,
     width: int = 64,
+    layers: Sequence[int] = RESNET50_LAYERS,
 ) -> VideoResNet:
     """TSN: a 2D ResNet-50 per frame and averaged scores; no temporal modelling."""
-    model = VideoResNet(num_classes=num_classes, num_frames=num_frames, dropout=dropout, width=width)
-    options = dict(num_classes=num_classes, num_frames=num_frames, dropout=dropout, width=width)
+    layers = _check_layers(layers)
+    options = dict(
+        num_classes=num_classes, num_frames=num_frames, dropout=dropout, width=width, layers=layers
+    )
+    model = VideoResNet(**options)
     return _finish(model, "tsn_r50", options, pretrained)
 
 
@@ -53,18 +76,26 @@ def tsm_r50(
     dropout: float = 0.5,
     pretrained: str | None = None,
     width: int = 64,
+    layers: Sequence[int] = RESNET50_LAYERS,
     shift_div: int = 8,
 ) -> VideoResNet:
     """TSM: residual shift of 1/``shift_div`` of the channels each way in every bottleneck."""
+    layers = _check_layers(layers)
     model = VideoResNet(
         num_classes=num_classes,
         num_frames=num_frames,
         dropout=dropout,
         width=width,
+        layers=layers,
         shift_factory=lambda stage, block, channels: TemporalShift(num_frames, shift_div),
     )
     options = dict(
-        num_classes=num_classes, num_frames=num_frames, dropout=dropout, width=width, shift_div=shift_div
+        num_classes=num_classes,
+        num_frames=num_frames,
+        dropout=dropout,
+        width=width,
+        layers=layers,
+        shift_div=shift_div,
     )
     return _finish(model, "tsm_r50", options, pretrained)
 
@@ -80,12 +111,13 @@ def tsi_r50(
     dropout: float = 0.5,
     pretrained: str | None = None,
     width: int = 64,
+    layers: Sequence[int] = RESNET50_LAYERS,
     stages: Sequence[int] = (2, 3, 4, 5),
     blocks: str | int = "all",
     _name: str = "tsi_r50",
     **unit_options: Any,
 ) -> VideoResNet:
-    """TSI: SME then CTI after the 3x3 conv of the selected bottlenecks (all 16 by default, Sec. 3.4)."""
+    """TSI: SME then CTI after the 3x3 conv of the selected bottlenecks (Sec. 3.4; all by default)."""
     unknown = sorted(set(unit_options) - _UNIT_FIELDS)
     if unknown:
         raise TypeError(f"tsi_r50 got unknown option(s) {unknown}; valid: {sorted(_UNIT_FIELDS)}")
@@ -93,6 +125,7 @@ def tsi_r50(
         raise ValueError(f"stages must be within res2..res5 (2..5), got {tuple(stages)}")
     if blocks != "all" and (not isinstance(blocks, int) or blocks < 1):
         raise ValueError(f"blocks must be 'all' or a positive int, got {blocks!r}")
+    layers = _check_layers(layers)
     config = TemporalUnitConfig(**unit_options)
 
     def unit(stage: int, block: int, channels: int) -> nn.Module | None:
@@ -105,6 +138,7 @@ def tsi_r50(
         num_frames=num_frames,
         dropout=dropout,
         width=width,
+        layers=layers,
         temporal_factory=unit,
     )
     options = dict(
@@ -112,6 +146,7 @@ def tsi_r50(
         num_frames=num_frames,
         dropout=dropout,
         width=width,
+        layers=layers,
         stages=tuple(stages),
         blocks=blocks,
         **dataclasses.asdict(config),
@@ -125,17 +160,20 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "r50_tim": dict(motion=None, aggregation="tim"),
     "r50_tim_sme": dict(motion="sme", aggregation="tim"),
     "r50_tim_sme_no_sa": dict(motion="sme", aggregation="tim", saliency_alignment=False),
+    # w/o CA also zero-initialises SME's expansion BN (motion added as features, see temporal/sme.py)
     "r50_tim_sme_no_ca": dict(motion="sme", aggregation="tim", channel_attention=False),
     "r50_cti": dict(motion=None, aggregation="cti"),
-    # Table 5
+    # Table 5 (its "+ SME" row is r50_tim_sme, "Res50 + CTI" is r50_cti)
     "r50_tim_me": dict(motion="me", aggregation="tim"),
+    "r50_mta": dict(motion=None, aggregation="mta"),
     # Table 6 (the 16-block row is tsi_r50)
     "tsi_r50_res2_1block": dict(stages=(2,), blocks=1),
     "tsi_r50_res3_1block": dict(stages=(3,), blocks=1),
     "tsi_r50_res4_1block": dict(stages=(4,), blocks=1),
     "tsi_r50_res5_1block": dict(stages=(5,), blocks=1),
     "tsi_r50_res2to5_4blocks": dict(stages=(2, 3, 4, 5), blocks=1),
-    # Table 7 (cascade is tsi_r50)
+    # Table 7 (cascade is tsi_r50). sum starts as 2X under identity_init (SME(X) + CTI(X), both
+    # the identity); concat adds a 2C -> C 1x1 conv: +2.51 M params, +3.29 GMACs at 8x224x224
     "tsi_r50_fusion_sum": dict(fusion="sum"),
     "tsi_r50_fusion_concat": dict(fusion="concat"),
     # Fast saliency alignment (not a paper row): keys/values pooled 2x2 on res2/res3 maps

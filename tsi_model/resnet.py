@@ -58,7 +58,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(out)))
         out = self.relu(self.bn2(self.conv2(out)))
         if self.temporal is not None:
-            out = self.temporal(out)
+            out = self.temporal(out)  # Sec. 3.4 / Eq. 1-2: SME then CTI on the 3x3 conv's output
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 

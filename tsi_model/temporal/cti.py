@@ -17,6 +17,8 @@ Choices where the paper is silent (switches where reasonable people would differ
 - ``residual_gate`` (part of ``identity_init``, off by default): Eq. 10 is computed as
   X_g + gamma * (1-alpha) * (T_{g-1} - X_g) with a per-channel gamma initialised to 0, so an untrained
   CTI with identity temporal kernels is exactly the identity; gamma=1 is the paper's Eq. 10.
+- Precision: Eq. 9's statistics (pooling, softmax) are computed in fp32; everything on the feature
+  map stays in the input's dtype (bf16/fp16 under autocast or in a bf16 model).
 """
 from __future__ import annotations
 
@@ -67,18 +69,25 @@ class CrossScaleTemporalIntegration(FrameAware):
         )
 
     def integration_weight(self, index: int, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """Eq. 9: alpha = Softmax(FC(Pool(T_{g-1} + X_g))), returned as the weight 1-alpha of T_{g-1}."""
-        # pooling is linear: Pool(T + X) = Pool(T) + Pool(X), without materialising the sum
-        pooled = previous.mean(dim=(2, 3)) + current.mean(dim=(2, 3))
-        logits = self.fc[index](pooled)
+        """Eq. 9: alpha = Softmax(FC(Pool(T_{g-1} + X_g))), returned as the weight 1-alpha of T_{g-1}.
+
+        Pooling and softmax run in fp32 whatever the activations' dtype (they are tiny, and a bf16
+        softmax would quantise alpha to 8 bits); the weight comes back in ``current``'s dtype so
+        Eq. 10 stays in the activations' precision under autocast and in a bf16 model.
+        """
+        # Eq. 9's pooling is linear: Pool(T + X) = Pool(T) + Pool(X), without materialising the sum
+        pooled = previous.mean(dim=(2, 3), dtype=torch.float32)
+        pooled = pooled + current.mean(dim=(2, 3), dtype=torch.float32)
+        fc = self.fc[index]
+        logits = fc(pooled.to(fc.weight.dtype)).float()  # Eq. 9: FC, then the softmax below
         if self.ci_softmax == "scales":
             alpha = torch.softmax(logits.view(logits.shape[0], 2, -1), dim=1)[:, 0]
         else:
             alpha = torch.softmax(logits, dim=1)
         weight = 1.0 - alpha
         if self.gate is not None:
-            weight = weight * self.gate[index]
-        return weight[:, :, None, None]
+            weight = weight * self.gate[index].float()
+        return weight.to(current.dtype)[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         chunks = x.chunk(self.groups, dim=1)

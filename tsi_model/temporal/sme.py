@@ -10,8 +10,14 @@ Choices where the paper is silent (each a switch where reasonable people would d
 - Attention scaling: 1/sqrt(C/r), the usual scaled dot product; the "normalization" of Eq. 3 is a
   softmax over the key (frame t+1) positions, so each query position of frame t reads a convex
   combination of frame t+1's features.
-- Memory: the HW x HW map is never materialised; ``F.scaled_dot_product_attention`` runs a fused
-  (flash) kernel on CPU and GPU. res2 has HW=3136, where a materialised map is ~39 MB per frame pair.
+- Memory: the HW x HW map is never materialised. res2 has HW=3136, where a materialised map is
+  ~39 MB per frame pair (fp32), ~2.2 GB for a batch of 8 clips of 8 frames. ``alignment_impl``:
+  ``"auto"`` (default) runs ``F.scaled_dot_product_attention``'s fused kernels (flash on CPU; flash,
+  memory-efficient or cuDNN on CUDA) and, where none of them accepts the input (e.g. head dim
+  C/16 = 4 in fp16 on a pre-Ampere GPU, which SDPA would hand to its math kernel), the chunked
+  computation; ``"chunked"`` always computes it in blocks of query positions (exact, at most a
+  block x HW score matrix at a time, forward and backward); ``"fused"`` calls SDPA as is, whatever
+  kernel it picks.
 - ``alignment_kv_pool`` (fast alignment, off by default): keys/values of frame t+1 are average-pooled
   by this stride before the attention on maps with more than ``alignment_pool_min_hw`` positions.
   Queries keep full resolution, so the output still has one aligned vector per position of frame t.
@@ -28,13 +34,21 @@ sigmoid: ``SMEOptions(saliency_alignment=False, pyramid_levels=0, centered_sigmo
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from tsi_model.temporal.base import FrameAware
+
+AlignmentImpl = Literal["auto", "fused", "chunked"]
+ALIGNMENT_IMPLS = ("auto", "fused", "chunked")
+# scores per block of the chunked alignment, all frame pairs together: 64 MB in fp32
+CHUNK_SCORE_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -49,10 +63,86 @@ class SMEOptions:
     alignment_pool_min_hw: int = 0
     centered_sigmoid: bool = False
     zero_init_attention: bool = False
+    alignment_impl: AlignmentImpl = "auto"
+
+    def __post_init__(self) -> None:
+        _check_impl(self.alignment_impl)
+
+
+def _check_impl(impl: str) -> None:
+    if impl not in ALIGNMENT_IMPLS:
+        raise ValueError(f"alignment_impl must be one of {ALIGNMENT_IMPLS}, got {impl!r}")
+
+
+def _fused_kernel_accepts(query: torch.Tensor, key_value: torch.Tensor) -> bool:
+    """Whether SDPA runs a fused kernel (never the HW x HW math kernel) on these inputs.
+
+    CPU's flash kernel takes every float dtype and head dim; on CUDA the same checks SDPA's
+    dispatcher makes decide (dtype, head dim, compute capability, grad, disabled backends).
+    """
+    if query.device.type != "cuda":
+        return True
+    cuda = torch.backends.cuda
+    params = cuda.SDPAParams(query, key_value, key_value, None, 0.0, False, False)
+    return (
+        cuda.can_use_flash_attention(params)
+        or cuda.can_use_efficient_attention(params)
+        or cuda.can_use_cudnn_attention(params)
+    )
+
+
+def _attend_block(query: torch.Tensor, key_value: torch.Tensor) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(c)) K for one block of query positions, computed in fp32."""
+    with torch.autocast(query.device.type, enabled=False):
+        q, kv = query.float(), key_value.float()
+        scores = torch.matmul(q * q.shape[-1] ** -0.5, kv.transpose(-1, -2))
+        return torch.matmul(torch.softmax(scores, dim=-1), kv).to(query.dtype)
+
+
+def _attend_block_recomputed(query: torch.Tensor, key_value: torch.Tensor) -> torch.Tensor:
+    """:func:`_attend_block` whose block x L scores autograd recomputes in backward, never saves."""
+    return checkpoint(_attend_block, query, key_value, use_reentrant=False, preserve_rng_state=False)
+
+
+def chunked_attention(
+    query: torch.Tensor, key_value: torch.Tensor, block: int | None = None
+) -> torch.Tensor:
+    """Eq. 3's softmax(Q K^T / sqrt(c)) K over ``(B, P, L, c)`` inputs, in blocks of query rows.
+
+    Each query row's softmax runs over all keys, so splitting the queries is exact; at most a
+    ``(B, P, block, L)`` score matrix exists at a time. With autograd each block is recomputed in
+    backward instead of saved, so training is bounded the same way. ``block`` defaults to what
+    fits :data:`CHUNK_SCORE_ELEMENTS`.
+    """
+    *batch, queries, _ = query.shape
+    if block is None:
+        block = max(1, CHUNK_SCORE_ELEMENTS // (math.prod(batch) * key_value.shape[-2]))
+    grad = torch.is_grad_enabled() and (query.requires_grad or key_value.requires_grad)
+    attend = _attend_block_recomputed if grad else _attend_block
+    rows = (query[..., start : start + block, :] for start in range(0, queries, block))
+    return torch.cat([attend(r, key_value) for r in rows], dim=-2)
+
+
+def align_attention(
+    query: torch.Tensor, key_value: torch.Tensor, impl: AlignmentImpl = "auto"
+) -> torch.Tensor:
+    """Eq. 3's attention of ``(B, P, L, c)`` queries over keys = values, by ``impl`` (module doc)."""
+    if torch.is_autocast_enabled(query.device.type):
+        # SDPA is a lower-precision op under autocast; decide (and compute) at the dtype it runs in
+        dtype = torch.get_autocast_dtype(query.device.type)
+        query, key_value = query.to(dtype), key_value.to(dtype)
+    if impl == "fused" or (impl == "auto" and _fused_kernel_accepts(query, key_value)):
+        return F.scaled_dot_product_attention(query, key_value, key_value)
+    _check_impl(impl)
+    return chunked_attention(query, key_value)
 
 
 def saliency_alignment(
-    current: torch.Tensor, following: torch.Tensor, kv_pool: int = 1, pool_min_hw: int = 0
+    current: torch.Tensor,
+    following: torch.Tensor,
+    kv_pool: int = 1,
+    pool_min_hw: int = 0,
+    impl: AlignmentImpl = "auto",
 ) -> torch.Tensor:
     """Eq. 3: X_{t+1}^{sa} = X_{t+1} * softmax(X_t X_{t+1}^T / sqrt(c)) X_{t+1}, per frame pair.
 
@@ -67,7 +157,8 @@ def saliency_alignment(
         pooled = F.avg_pool2d(following.reshape(b * p, c, h, w), kv_pool, ceil_mode=True)
         kv_source = pooled.view(b, p, c, *pooled.shape[-2:])
     key_value = kv_source.flatten(3).transpose(-1, -2).contiguous()  # (B, P, L, c)
-    aligned = F.scaled_dot_product_attention(query, key_value, key_value)  # (B, P, HW, c)
+    aligned = align_attention(query, key_value, impl)  # (B, P, HW, c)
+    # Eq. 3: Hadamard product of frame t+1 with what each position of frame t reads from it
     return following * aligned.transpose(-1, -2).reshape(b, p, c, h, w)
 
 
@@ -101,7 +192,8 @@ class SalientMotionExcitation(FrameAware):
         if opts.saliency_alignment:
             # Eq. 3: saliency alignment of frame t+1 to frame t
             following = saliency_alignment(
-                current, following, opts.alignment_kv_pool, opts.alignment_pool_min_hw
+                current, following, opts.alignment_kv_pool, opts.alignment_pool_min_hw,
+                opts.alignment_impl,
             )
         n, p, c, h, w = following.shape
         # channels-last: oneDNN's NCHW depth-wise kernel is ~100x slower at c=4 (res2, r=16)
@@ -118,7 +210,7 @@ class SalientMotionExcitation(FrameAware):
         return motion.view(n, p, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nt, channels, h, w = x.shape
+        nt, _, h, w = x.shape
         reduced = self.reduce_bn(self.reduce(x))
         motion = self.motion(reduced)
         n = motion.shape[0]

@@ -4,6 +4,10 @@ Computed as a weighted sum of time-shifted views of ``(N, T, C, H, W)`` rather t
 the kernel is tiny (3 taps per channel), so the shifted sum avoids two layout permutes of the
 whole feature map and is the cheapest exact form on CPU and GPU alike.
 
+Reduced precision: the taps and bias are cast to the activation's dtype, so under autocast (fp32
+parameters, bf16/fp16 activations) and with a bf16 model alike the module returns its input's dtype
+instead of promoting the whole feature map to fp32 (the gradient still reaches the fp32 parameters).
+
 Initialisation (``init``):
 - ``"shift"`` (default, as TEINet/TDN do): the first 1/8 of the channels start as [0, 0, 1] (take
   t+1), the next 1/8 as [1, 0, 0] (take t-1), the rest as identity [0, 1, 0] -- i.e. the conv computes
@@ -58,10 +62,12 @@ class DepthwiseTemporalConv(FrameAware):
         nt, c, h, w = x.shape
         frames = self.unfold(x)
         t, pad = self.num_frames, self.kernel_size // 2
-        taps = self.weight.view(c, self.kernel_size).t().reshape(self.kernel_size, 1, 1, c, 1, 1)
+        # the tiny parameters follow the activations' dtype (autocast / bf16 model)
+        weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
+        taps = weight.view(c, self.kernel_size).t().reshape(self.kernel_size, 1, 1, c, 1, 1)
         # centre tap over all frames, then each side tap added into the frames it reaches; slicing
         # instead of padding keeps autograd from saving a padded copy of the feature map
-        out = frames * taps[pad] + self.bias.view(1, 1, c, 1, 1)
+        out = frames * taps[pad] + bias.view(1, 1, c, 1, 1)
         for k in range(self.kernel_size):
             offset = k - pad  # out[t] += w_k * x[t + offset]
             if offset == 0 or abs(offset) >= t:
