@@ -11,6 +11,7 @@ seed-to-seed spread measured here.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from typing import Any
@@ -19,21 +20,18 @@ import numpy as np
 import torch
 
 from benchmarks.common import format_table, machine_state, write_result
+from pipelines.loader.sampling import segment_indices
 from pipelines.synthetic import SyntheticConfig, class_names, make_arrays
 from tsi_model import get_model, normalize_clip
 
 VARIANTS = ("tsn_r50", "tsi_r50", "tsi_r50_fast_align")
 
 
-def sample_frames(videos: np.ndarray, frames: int, rng: np.random.Generator | None) -> np.ndarray:
-    """TSN segment sampling: a random frame per segment (train) or the segment centres (eval)."""
+def sample_frames(videos: np.ndarray, frames: int, rng: random.Random | None) -> np.ndarray:
+    """The loader's TSN sampler applied to each video: a random frame per segment (train, ``rng``)
+    or the segment centres (eval)."""
     total = videos.shape[1]
-    edges = np.linspace(0, total, frames + 1)
-    if rng is None:
-        index = ((edges[:-1] + edges[1:]) / 2).astype(int)
-    else:
-        index = np.array([rng.integers(int(a), max(int(a) + 1, int(b))) for a, b in zip(edges[:-1], edges[1:])])
-    return videos[:, index]
+    return np.stack([video[segment_indices(total, frames, rng=rng)[0]] for video in videos])
 
 
 def to_clip(videos: np.ndarray) -> torch.Tensor:
@@ -46,6 +44,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    frame_rng = random.Random(seed)
     model = get_model(name, num_classes=classes, num_frames=args.frames, width=args.width, dropout=0.0)
     optimiser = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=args.steps)
@@ -54,7 +53,7 @@ def train_and_evaluate(
     model.train()
     for _ in range(args.steps):
         pick = rng.choice(len(train_y), size=args.batch, replace=False)
-        clip = to_clip(sample_frames(train_x[pick], args.frames, rng))
+        clip = to_clip(sample_frames(train_x[pick], args.frames, frame_rng))
         loss = torch.nn.functional.cross_entropy(model(clip), torch.from_numpy(train_y[pick]))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,9 +38,22 @@ stamp_of() {
   echo "$TORCH_SPEC ${TSI_TORCH_INDEX_URL:-}"
 }
 
+# DeepSpeed's CPU accelerator JIT-compiles its shared-memory comm op at the first
+# deepspeed.initialize (~95 s on 2 cores); build it here, once, into TORCH_EXTENSIONS_DIR so no
+# training run or test pays for it. GPU machines (DS_ACCELERATOR=cuda) do not need it.
+prebuild_deepspeed_ops() {
+  export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$ROOT/.torch_extensions}"
+  [[ "${DS_ACCELERATOR:-cpu}" == cpu ]] || return 0
+  if compgen -G "$TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/*.so" >/dev/null; then return 0; fi
+  log "building DeepSpeed's CPU comm op into $TORCH_EXTENSIONS_DIR (once)"
+  DS_ACCELERATOR=cpu "$VENV/bin/python" -c 'from deepspeed.accelerator import get_accelerator
+get_accelerator().create_op_builder("ShareMemCommBuilder").load(verbose=False)' >/dev/null
+}
+
 ensure_ffmpeg
 STAMP_FILE="$VENV/.tsi-setup-stamp"
 if [[ -f "$STAMP_FILE" ]] && [[ "$(cat "$STAMP_FILE")" == "$(stamp_of)" ]]; then
+  prebuild_deepspeed_ops
   exit 0
 fi
 
@@ -62,5 +75,6 @@ DS_BUILD_OPS=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-build-isolation deepsp
 log "installing the package and its test extras"
 "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[test]"
 
+prebuild_deepspeed_ops
 stamp_of > "$STAMP_FILE"
 log "ready: $VENV"

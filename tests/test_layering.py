@@ -22,6 +22,13 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines.synthetic": {"pipelines.config"},
     "pipelines.preprocess": {"pipelines.config", "pipelines.io", "pipelines.media",
                              "pipelines.data", "pipelines.shards"},
+    "pipelines.loader": {"pipelines.io", "pipelines.shards", "pipelines.data"},
+    "pipelines.evaluation": {"pipelines.io", "pipelines.data", "pipelines.shards",
+                             "pipelines.loader"},
+    "pipelines.train": {"pipelines.config", "pipelines.io", "pipelines.data", "pipelines.shards",
+                        "pipelines.loader", "pipelines.evaluation"},
+    "pipelines.demo": {"pipelines.config", "pipelines.report", "pipelines.synthetic",
+                       "pipelines.preprocess", "pipelines.train", "pipelines.evaluation"},
 }
 FORBIDDEN_IN_MODEL = ("ray", "mlflow", "ffmpeg", "deepspeed", "webdataset", "pipelines", "jobs")
 

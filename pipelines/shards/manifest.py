@@ -11,8 +11,10 @@ stored; ``warning`` flags kept-but-suspicious inputs (truncated, cut at ``max_fr
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 
@@ -106,3 +108,24 @@ def summarize(manifest: pa.Table) -> dict[str, Any]:
         "source_seconds": round(total("src_duration"), 3),
         "decode_seconds": round(total("decode_seconds"), 3),
     }
+
+
+def dataset_hash(manifest_table: pa.Table, class_names: Iterable[str],
+                 keep: Callable[[str], bool] | None = None) -> str:
+    """What a model saw, as one hash: sorted ``(key, status, label, shard)`` rows + the class map.
+
+    Stable across re-runs of the same preprocessing (row order, timings, probe facts and paths
+    do not enter it); any change to which videos are stored, in which shard, under which label,
+    or to the class list changes it. ``keep(key)`` restricts it to a subset of the split (the
+    training part and the selection part of a train split have a hash each).
+    """
+    cols = [manifest_table.column(c).to_pylist() for c in ("key", "status", "label", "shard")]
+    rows = [r for r in zip(*cols) if keep is None or keep(r[0])]
+    rows.sort(key=lambda r: tuple("" if v is None else str(v) for v in r))
+    digest = hashlib.sha256()
+    digest.update(json.dumps(list(class_names), ensure_ascii=False).encode())
+    digest.update(b"\n")
+    for key, status, label, shard in rows:
+        digest.update(json.dumps([key, status, label, shard], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

@@ -1,0 +1,123 @@
+"""Training checkpoints (DeepSpeed, every rank) and the exported model (one self-describing file).
+
+A training checkpoint is what Ray Train stores for a run: each rank's DeepSpeed files under one
+folder plus ``tsi_state.json`` (epoch, global step, world size) written by rank 0. The trainer
+checkpoints at epoch ends, so a run restarted after a failure redoes at most the epoch it was in
+(its batches are a function of (seed, epoch), so it sees the same data again and the epoch is
+reported once, when it completes).
+
+The **export** is a ``tsi_model`` checkpoint: the consolidated fp32 state dict (ZeRO partitions
+merged), the builder name and options, and the metadata a registry needs (classes, clip
+settings, dataset hashes, config hash, code version, run name, world size). It loads with
+``tsi_model.build_from_checkpoint`` alone: no DeepSpeed, no Ray. Never optimiser state.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STATE_FILE = "tsi_state.json"
+PROBE_FILE = "export_probe.pt"  # a few evaluation clips and the engine's logits on them
+TAG = "model"  # one DeepSpeed tag per Ray checkpoint folder
+EXPORT_FORMAT = "tsi-export-v1"
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where a run is: the next epoch to run, optimiser steps done, and who trained it."""
+
+    epoch: int = 0
+    global_step: int = 0
+    world_size: int = 1
+    run_name: str = ""
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "TrainState | None":
+        path = Path(folder) / STATE_FILE
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def write(self, folder: str | Path) -> None:
+        Path(folder, STATE_FILE).write_text(json.dumps(asdict(self)))
+
+
+def save(engine: Any, folder: str, state: TrainState, rank: int) -> None:
+    """Every rank saves its DeepSpeed part (DeepSpeed hangs if only one does); rank 0 the state."""
+    engine.save_checkpoint(folder, tag=TAG, client_state={"epoch": state.epoch,
+                                                          "global_step": state.global_step})
+    if rank == 0:
+        state.write(folder)
+
+
+def restore(engine: Any, folder: str) -> TrainState:
+    """Load a checkpoint folder into ``engine`` (module, optimiser, DeepSpeed counters)."""
+    state = TrainState.read(folder)
+    if state is None:
+        raise FileNotFoundError(f"{folder} has no {STATE_FILE}: not a checkpoint of this trainer")
+    engine.load_checkpoint(folder, tag=TAG)
+    return state
+
+
+def latest_state(run_dir: str | Path) -> TrainState | None:
+    """The state of a run's newest checkpoint in its storage folder, or ``None`` for a new run."""
+    folders = sorted(Path(run_dir).glob("checkpoint_*"), key=lambda p: p.stat().st_mtime)
+    states = [s for s in (TrainState.read(f) for f in folders) if s is not None]
+    return max(states, key=lambda s: s.global_step) if states else None
+
+
+def consolidated_state_dict(folder: str) -> dict[str, torch.Tensor]:
+    """The fp32 model weights of a DeepSpeed checkpoint folder, ZeRO partitions merged."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    state = get_fp32_state_dict_from_zero_checkpoint(folder, tag=TAG)
+    # buffers (BatchNorm statistics) live in the model-states file, not in the ZeRO partitions
+    module = torch.load(os.path.join(folder, TAG, "mp_rank_00_model_states.pt"),
+                        map_location="cpu", weights_only=False)["module"]
+    merged = {k: v.float() if v.is_floating_point() else v for k, v in module.items()}
+    merged.update({k: v.float() for k, v in state.items()})
+    return merged
+
+
+def export(folder: str, path: str | Path, *, model_name: str, options: dict[str, Any],
+           metadata: dict[str, Any]) -> Path:
+    """Write the exported model of a training checkpoint folder (see the module docstring)."""
+    from tsi_model import get_model, save_checkpoint
+
+    model = get_model(model_name, **options)
+    model.load_state_dict(consolidated_state_dict(folder), strict=True)
+    return save_checkpoint(model, path, model_name=model_name, options=options,
+                           export_format=EXPORT_FORMAT, **metadata)
+
+
+def save_probe(folder: str, clips: torch.Tensor, logits: torch.Tensor) -> None:
+    """Keep uint8 clips and the trained engine's logits beside the last checkpoint."""
+    torch.save({"clips": clips.cpu(), "logits": logits.float().cpu()}, Path(folder) / PROBE_FILE)
+
+
+def check_export(folder: str, export_path: str | Path, tolerance: float) -> float:
+    """Max |logit difference| between the engine (probe) and the export rebuilt by tsi_model.
+
+    The export is only trusted if it reproduces what was trained: a wrong merge of ZeRO
+    partitions or a missing BatchNorm buffer shows up here, not in a registry weeks later.
+    """
+    from tsi_model import build_from_checkpoint, normalize_clip
+
+    probe_path = Path(folder) / PROBE_FILE
+    if not probe_path.exists():
+        raise FileNotFoundError(f"{probe_path} missing: the checkpoint has no probe")
+    probe = torch.load(probe_path, map_location="cpu", weights_only=True)
+    model = build_from_checkpoint(str(export_path)).eval()
+    with torch.no_grad():
+        logits = model(normalize_clip(probe["clips"]))
+    diff = float((logits - probe["logits"]).abs().max())
+    scale = float(probe["logits"].abs().max()) or 1.0
+    if diff > tolerance * max(scale, 1.0):
+        raise RuntimeError(f"exported model differs from the trained engine by {diff:.3g} "
+                           f"(logit scale {scale:.3g}); refusing to publish {export_path}")
+    return diff

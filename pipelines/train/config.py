@@ -1,0 +1,175 @@
+"""The training job's config: frozen dataclasses, resolved like every job config.
+
+One YAML per recipe (``jobs/configs/train/*.yaml``) says what the paper says (Sec. 4.2); the
+same file runs on 2 CPU workers or 64 GPUs because the learning rate is given for a
+``reference_batch`` and scaled linearly with the real global batch.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pipelines.config import load_config, to_dict
+from pipelines.loader.clips import ClipSettings
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network: a ``tsi_model.get_model`` name and its builder options.
+
+    ``pretrained`` is a local file (a torchvision ResNet-50 state dict or a project checkpoint,
+    e.g. a Kinetics model for UCF-101 fine-tuning; a head of another size is replaced).
+    ``options`` are further builder switches (``temporal_init``, ``fusion``…).
+    """
+
+    name: str = "tsi_r50"
+    width: int = 64
+    layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    dropout: float = 0.5
+    pretrained: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the shards are and how clips are cut from them.
+
+    ``root`` is a preprocessing output (``classes.json`` + ``{split}/shard-*.tar``).
+    ``selection_fraction`` carves a selection split out of ``train_split`` by key hash: it may
+    choose checkpoints; ``eval_split`` never chooses anything and is what reports use.
+    ``batch_size`` is clips per worker per step (the paper: 8 at T=8, 4 at T=16).
+    """
+
+    root: str | None = None
+    train_split: str = "train"
+    eval_split: str = "val"
+    selection_fraction: float = 0.0
+    clip: ClipSettings = field(default_factory=ClipSettings)
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    loader_workers: int = 2
+    shuffle_buffer: int = 256
+    eval_protocol: str = "1x1"
+    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
+    final_protocol: str | None = None  # e.g. "10x3" after the last epoch
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.selection_fraction < 1.0:
+            raise ValueError("data.selection_fraction must be in [0, 1)")
+        if self.batch_size < 1 or self.eval_batch_size < 1 or self.loader_workers < 0:
+            raise ValueError("data.batch_size/eval_batch_size must be >= 1, loader_workers >= 0")
+        if self.eval_every < 1:
+            raise ValueError("data.eval_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD and its schedule (Sec. 4.2: momentum 0.9, wd 5e-4, lr 0.01 /10 at 30, 40, 45 of 50).
+
+    ``lr`` is the rate for a global batch of ``reference_batch`` clips (the paper's 8 GPUs × 8);
+    the trainer uses ``lr * global_batch / reference_batch``. ``head_lr_mult`` multiplies the
+    classifier's rate (a new head when fine-tuning). ``warmup_epochs`` ramps linearly from 0.
+    """
+
+    lr: float = 0.01
+    reference_batch: int = 64
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    milestones: tuple[float, ...] = (30, 40, 45)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    head_lr_mult: float = 1.0
+    grad_clip: float | None = 20.0
+    grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.reference_batch < 1 or self.grad_accum < 1:
+            raise ValueError("optim.lr must be > 0, reference_batch and grad_accum >= 1")
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """Ray Train workers. ``num_workers=0`` runs the loop in the driver (unit tests)."""
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    torch_threads: int | None = None  # None: cpus_per_worker on CPU
+
+
+@dataclass(frozen=True)
+class DeepSpeedSettings:
+    """ZeRO stage and precision; ``auto`` is bf16 (fp32 master weights) on GPU, fp32 on CPU."""
+
+    zero_stage: Literal[1, 2] = 2
+    precision: Precision = "auto"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Naming, checkpoints, retries, export.
+
+    ``name``: null gives ``{task}-{UTC time}``; an explicit name that exists resumes it.
+    ``keep_best_by``: a metric reported with each checkpoint (e.g. ``selection_top1``) kept
+    beside the latest; ``export`` chooses ``last`` (the paper's fixed schedule) or ``best``.
+    ``fail_at_step`` is a test hook: rank ``fail_rank`` raises once when it reaches that step.
+    """
+
+    name: str | None = None
+    storage_path: str = "runs/train"
+    checkpoint_every: int = 1
+    num_to_keep: int = 2
+    keep_best_by: str | None = None
+    export: Literal["last", "best"] = "last"
+    max_failures: int = 1
+    fail_at_step: int | None = None
+    fail_rank: int = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs."""
+
+    task: str = "tsi-synthetic"
+    seed: int = 0
+    epochs: int = 50
+    batches_per_epoch: int | None = None  # None: training videos / global batch
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    deepspeed: DeepSpeedSettings = field(default_factory=DeepSpeedSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+    tracking: str = "stdout"  # "none" | "stdout" | "jsonl" (the MLflow issue adds "mlflow")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+        if self.batches_per_epoch is not None and self.batches_per_epoch < 1:
+            raise ValueError("batches_per_epoch must be >= 1 or null")
+
+    def run_name(self, now: dt.datetime | None = None) -> str:
+        """The configured name, else a new unique one: ``{task}-{YYYYmmdd-HHMMSS}``."""
+        if self.run.name:
+            return self.run.name
+        stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
+        return f"{self.task}-{stamp}"
+
+    def digest(self) -> str:
+        """Config hash recorded in the export (the resolved config, canonical JSON)."""
+        text = json.dumps(to_dict(self), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def resolve_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                   flags: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults < YAML file < flags < ``key.sub=value`` overrides."""
+    return load_config(TrainConfig, path, overrides, flags=flags)

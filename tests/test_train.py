@@ -1,0 +1,103 @@
+"""Ray Train + DeepSpeed training end to end, on the session's tiny TSI and TSN.
+
+The ``trained`` fixture (conftest.py) runs two real 2-worker fits on the local Ray instance; a
+worker of the TSI run raises once mid-run (``run.fail_at_step``), so its run exercises
+Ray Train's restart from the latest checkpoint as well. Unit tests of the loop run it in-process
+(``scaling.num_workers=0``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_train_overrides
+from pipelines.train.config import OptimConfig, resolve_config
+from pipelines.train.loop import FAULT_MARKER
+from pipelines.train.schedule import lr_at, scaled_lr
+from pipelines.train.trainer import ResumeRefused, run_training
+from tsi_model import build_from_checkpoint, normalize_clip
+from tsi_model.weights import read_state_dict
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _epochs(result) -> list[dict]:
+    return [json.loads(line) for line in
+            Path(result.run_dir, "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_worker_fit_learns_and_reports_every_epoch_once(trained):
+    for name in ("tsi", "tsn"):
+        epochs = _epochs(trained[name])
+        assert [e["epoch"] for e in epochs] == [1, 2, 3], name
+        assert [e["step"] for e in epochs] == [6, 12, 18], name
+        assert epochs[-1]["train_loss"] < epochs[0]["train_loss"], (name, epochs)
+        assert all(e["val_videos"] == 24 for e in epochs)  # every eval video exactly once
+        assert 0 <= epochs[-1]["data_wait_share"] <= 1 and epochs[-1]["clips_per_s"] > 0
+
+
+def test_a_failed_worker_resumes_from_the_latest_checkpoint(trained):
+    tsi = trained["tsi"]
+    assert Path(tsi.run_dir, FAULT_MARKER).read_text() == "9"  # the failure did happen
+    steps = [e["step"] for e in _epochs(tsi)]
+    assert steps == sorted(set(steps))  # the global step continued, no epoch reported twice
+    assert tsi.metrics["global_step"] == 18
+
+
+def test_export_loads_with_tsi_model_alone_and_reproduces_the_engine(trained):
+    for name in ("tsi", "tsn"):
+        result = trained[name]
+        model = build_from_checkpoint(result.export_path).eval()
+        _, meta = read_state_dict(result.export_path)
+        assert meta["model"] == f"{name}_r50" and meta["options"]["layers"] == (1, 1, 1, 1)
+        assert meta["world_size"] == 2 and meta["run_name"] == f"tiny-{name}"
+        assert len(meta["classes"]) == 8 and meta["clip"]["frames"] == 4
+        assert set(meta["dataset_hashes"]) >= {"train", "eval", "classes"}
+        assert meta["config_hash"] and meta["code_version"].startswith("0.1.0+")
+        assert "optimizer" not in json.dumps(list(meta)) and meta["global_step"] == 18
+        saved = torch.load(Path(result.checkpoint_path, "export_probe.pt"), weights_only=True)
+        with torch.no_grad():
+            logits = model(normalize_clip(saved["clips"]))
+        assert torch.allclose(logits, saved["logits"], atol=1e-5), name
+
+
+def test_resubmitting_a_run_resumes_it_and_another_world_size_is_refused(trained, capsys):
+    storage, shards = trained["storage"], trained["shards"]
+    more = resolve_config(None, tiny_train_overrides(shards, storage, **{
+        "model.name": "tsn_r50", "run.name": "tiny-tsn", "deepspeed.zero_stage": 1,
+        "scaling.num_workers": 4}))
+    with pytest.raises(ResumeRefused, match="trained with 2 workers"):
+        run_training(more)
+
+
+def test_in_process_run_resumes_by_name_with_its_counters(synthetic_shards, tmp_path, capsys):
+    overrides = tiny_train_overrides(synthetic_shards, tmp_path, **{
+        "scaling.num_workers": 0, "run.name": "local", "epochs": 1, "batches_per_epoch": 2,
+        "model.name": "tsm_r50"})
+    first = run_training(resolve_config(None, overrides))
+    assert first.resumed_from_step is None and first.metrics["global_step"] == 2
+    again = run_training(resolve_config(None, overrides + ["epochs=2"]))
+    assert again.resumed_from_step == 2 and again.metrics["global_step"] == 4
+    assert "resuming from step 2" in capsys.readouterr().out
+    assert [e["epoch"] for e in _epochs(again)] == [1, 2]
+
+
+def test_schedule_scaling_warmup_step_and_cosine():
+    optim = OptimConfig(lr=0.01, reference_batch=64, milestones=(30, 40, 45), warmup_epochs=1)
+    assert scaled_lr(optim, 8) == pytest.approx(0.00125)  # 2 CPU workers x 4 clips
+    assert scaled_lr(optim, 64) == pytest.approx(0.01)
+    base = 0.01
+    assert lr_at(optim, 0, 10, 50, base) == pytest.approx(0.001)  # warm-up: 1/10 of the epoch
+    assert lr_at(optim, 9, 10, 50, base) == pytest.approx(0.01)
+    assert lr_at(optim, 299, 10, 50, base) == pytest.approx(0.01)  # epoch 29.9
+    assert lr_at(optim, 300, 10, 50, base) == pytest.approx(0.001)  # epoch 30
+    assert lr_at(optim, 450, 10, 50, base) == pytest.approx(0.00001)  # epoch 45
+    cosine = OptimConfig(lr=0.1, schedule="cosine")
+    assert lr_at(cosine, 0, 10, 4, 0.1) == pytest.approx(0.1)
+    assert lr_at(cosine, 20, 10, 4, 0.1) == pytest.approx(0.05)  # half way
+    assert lr_at(cosine, 40, 10, 4, 0.1) == pytest.approx(0.0, abs=1e-12)
+    assert math.isclose(lr_at(OptimConfig(schedule="constant"), 99, 10, 4, 0.3), 0.3)
