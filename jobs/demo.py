@@ -11,15 +11,15 @@ Exit status: 0 when the run completed; 1 when a step failed (its message says wh
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from pipelines.config import ConfigError, parse_job_config
 from pipelines.demo import DemoConfig, run_demo
+from pipelines.report import start_job_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    start_job_logging()
     try:
         config = parse_job_config(DemoConfig, __doc__, argv)
     except ConfigError as exc:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 
 FORMATS = ("kinetics", "ssv1", "ssv2", "ucf101", "hmdb51", "csv")
@@ -67,10 +65,10 @@ def _flags(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from pipelines.report import start_job_logging
+
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    start_job_logging()
     from pipelines.config import ConfigError
     from pipelines.data.annotations import AnnotationError
     from pipelines.data.classes import ClassMapError

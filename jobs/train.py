@@ -14,8 +14,6 @@ resume); 2 bad configuration or data (one line on stderr, before any worker star
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
 
@@ -48,10 +46,10 @@ def _flags(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from pipelines.report import start_job_logging
+
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    start_job_logging()
     from pipelines.config import ConfigError
     from pipelines.train.config import resolve_config
     from pipelines.train.trainer import TrainingError, run_training

@@ -1,5 +1,9 @@
-"""Plain-text tables for job summaries and benchmark output."""
+"""Plain-text output shared by jobs and benchmarks: tables, and the start of every job's log."""
 from __future__ import annotations
+
+import logging
+import os
+import sys
 
 from collections.abc import Sequence
 from typing import Any
@@ -22,3 +26,14 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def start_job_logging() -> None:
+    """What every ``jobs.*`` entrypoint does first: no Ray usage stats, INFO logs on stdout.
+
+    Ray's job logs capture stdout, so timestamps and levels read the same locally and under
+    ``ray job submit``.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(message)s")

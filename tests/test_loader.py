@@ -333,7 +333,10 @@ def test_assignment_notes_say_what_happens():
 
 
 def test_train_logs_its_shard_policy(tmp_path, caplog):
+    from pipelines.loader import streams
+
     urls, _ = write_shards(tmp_path, [2])
+    streams._LOGGED.clear()  # logged once per process: forget what earlier tests said
     with caplog.at_level(logging.INFO, logger="tsi.loader"):
         train_batches(urls, CLIP, batch_size=1, batches=1, rank=0, world_size=2, seed=0,
                       epoch=0, num_workers=2)

@@ -63,6 +63,16 @@ __all__ = ["EvalBatch", "SelectionFilter", "derive_seed", "eval_assignment_note"
 logger = logging.getLogger("tsi.loader")
 
 
+_LOGGED: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    """Say what the shard assignment does once per process, not every epoch."""
+    if message not in _LOGGED:
+        _LOGGED.add(message)
+        logger.info(message)
+
+
 def derive_seed(*parts: object) -> int:
     """A 64-bit seed from ``parts`` (SHA-256 of their ``str``s: the same in every process)."""
     text = "/".join(str(p) for p in parts)
@@ -283,8 +293,7 @@ def train_batches(urls: Sequence[str], clip: ClipSettings, *, batch_size: int, b
                          "pass label_swap=label_swap_indices(clip.flip_label_swap, classes)")
     plan = _TrainPlan(tuple(ordered), clip, batch_size, rank, world_size, int(seed), int(epoch),
                       shuffle_buffer, keep, dict(label_swap or {}))
-    logger.info("rank %d epoch %d: %s", rank, epoch,
-                shard_assignment_note(len(ordered), world_size, num_workers))
+    _log_once(f"rank {rank}: {shard_assignment_note(len(ordered), world_size, num_workers)}")
     pipeline = wds.DataPipeline(_TrainSamples(plan), _TrainClips(plan), _Shuffle(plan),
                                 _TrainBatches(batch_size))
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers,
@@ -406,7 +415,7 @@ def eval_batches(urls: Sequence[str], clip: ClipSettings, *, protocol: str = "1x
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     plan = _EvalPlan(tuple(ordered), clip, protocol, batch_size, rank, world_size, keep)
-    logger.info("rank %d: %s", rank, eval_assignment_note(len(ordered), world_size, num_workers))
+    _log_once(f"rank {rank}: {eval_assignment_note(len(ordered), world_size, num_workers)}")
     pipeline = wds.DataPipeline(_EvalSamples(plan), _EvalViews(plan), _EvalBatches(batch_size))
     loader = torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=num_workers,
                                          collate_fn=_as_is, pin_memory=pin_memory,
