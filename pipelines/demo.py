@@ -64,7 +64,8 @@ class DemoReport:
         return format_table(rows)
 
 
-def _preprocess(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Path) -> None:
+def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Path) -> None:
+    """The Ray preprocessing job on the generated dataset (also used by benchmarks.ablation)."""
     from pipelines.preprocess.config import resolve_config
     from pipelines.preprocess.job import run_preprocess
 
@@ -112,7 +113,7 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     print(f"[1/4] synthetic dataset: {csv_path} ({len(class_names(cfg.synthetic))} classes, "
           f"{seconds['generate']:.0f} s)", flush=True)
     began = time.perf_counter()
-    _preprocess(cfg, csv_path, videos, shards)
+    preprocess_dataset(cfg, csv_path, videos, shards)
     seconds["preprocess"] = time.perf_counter() - began
     print(f"[2/4] shards under {shards} ({seconds['preprocess']:.0f} s)", flush=True)
     outcomes = []

@@ -8,7 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.evaluation import Predictions, classification_metrics, gather_predictions, pair_metrics
+from pipelines.evaluation import (
+    Predictions, classification_metrics, gather_predictions, pair_metrics,
+)
 from pipelines.shards import contract, manifest
 
 

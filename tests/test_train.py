@@ -84,6 +84,9 @@ def test_in_process_run_resumes_by_name_with_its_counters(synthetic_shards, tmp_
     assert again.resumed_from_step == 2 and again.metrics["global_step"] == 4
     assert "resuming from step 2" in capsys.readouterr().out
     assert [e["epoch"] for e in _epochs(again)] == [1, 2]
+    done = run_training(resolve_config(None, overrides + ["epochs=2"]))  # nothing left to train
+    assert "is complete" in capsys.readouterr().out and done.metrics["global_step"] == 4
+    assert [e["epoch"] for e in _epochs(done)] == [1, 2]
 
 
 def test_schedule_scaling_warmup_step_and_cosine():

@@ -40,7 +40,8 @@ class Predictions:
     def sorted(self) -> "Predictions":
         """Rows in key order: the same videos give the same table, however ranks split them."""
         order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
-        return Predictions(tuple(self.keys[i] for i in order), self.labels[order], self.probs[order])
+        keys = tuple(self.keys[i] for i in order)
+        return Predictions(keys, self.labels[order], self.probs[order])
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 STATE_FILE = "tsi_state.json"
+METRICS_FILE = "metrics.json"  # the epoch's metrics, as reported with this checkpoint
 PROBE_FILE = "export_probe.pt"  # a few evaluation clips and the engine's logits on them
 TAG = "model"  # one DeepSpeed tag per Ray checkpoint folder
 EXPORT_FORMAT = "tsi-export-v1"
@@ -47,12 +48,20 @@ class TrainState:
         Path(folder, STATE_FILE).write_text(json.dumps(asdict(self)))
 
 
-def save(engine: Any, folder: str, state: TrainState, rank: int) -> None:
-    """Every rank saves its DeepSpeed part (DeepSpeed hangs if only one does); rank 0 the state."""
+def save(engine: Any, folder: str, state: TrainState, rank: int,
+         metrics: dict[str, float]) -> None:
+    """Every rank saves its DeepSpeed part (DeepSpeed hangs if only one does); rank 0 the state
+    and the epoch's metrics (so an export made from this folder alone can carry them)."""
     engine.save_checkpoint(folder, tag=TAG, client_state={"epoch": state.epoch,
                                                           "global_step": state.global_step})
     if rank == 0:
         state.write(folder)
+        Path(folder, METRICS_FILE).write_text(json.dumps(metrics))
+
+
+def read_metrics(folder: str | Path) -> dict[str, float]:
+    path = Path(folder) / METRICS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def restore(engine: Any, folder: str) -> TrainState:
@@ -64,11 +73,11 @@ def restore(engine: Any, folder: str) -> TrainState:
     return state
 
 
-def latest_state(run_dir: str | Path) -> TrainState | None:
-    """The state of a run's newest checkpoint in its storage folder, or ``None`` for a new run."""
-    folders = sorted(Path(run_dir).glob("checkpoint_*"), key=lambda p: p.stat().st_mtime)
-    states = [s for s in (TrainState.read(f) for f in folders) if s is not None]
-    return max(states, key=lambda s: s.global_step) if states else None
+def latest(run_dir: str | Path) -> tuple[Path, TrainState] | None:
+    """A run's newest checkpoint folder in its storage (Ray's or local mode's) and its state."""
+    found = [(f, TrainState.read(f)) for f in Path(run_dir).glob("checkpoint_*") if f.is_dir()]
+    found = [(f, s) for f, s in found if s is not None]
+    return max(found, key=lambda pair: pair[1].global_step) if found else None
 
 
 def consolidated_state_dict(folder: str) -> dict[str, torch.Tensor]:

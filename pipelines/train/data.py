@@ -1,8 +1,8 @@
 """What the trainer reads: shard lists, class names, split sizes and dataset hashes of one root.
 
 The selection split is carved from the training split by key hash
-(:class:`pipelines.loader.selection.SelectionFilter`), so train and selection never share a video and
-the carving is the same on every rank, every run and every machine.
+(:class:`pipelines.loader.selection.SelectionFilter`), so train and selection never share a
+video and the carving is the same on every rank, every run and every machine.
 """
 from __future__ import annotations
 

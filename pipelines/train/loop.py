@@ -153,7 +153,7 @@ def _save_probe(engine: Any, inputs: LoopInputs, folder: str, device) -> None:
 
 
 def train_loop(config: dict[str, Any]) -> None:
-    """The body of every Ray Train worker; ``config["inputs"]`` is the driver's :class:`LoopInputs`."""
+    """The body of every Ray Train worker; ``config["inputs"]`` is the driver's inputs."""
     import ray.train
     from ray.train import Checkpoint
 
@@ -238,15 +238,16 @@ def train_loop(config: dict[str, Any]) -> None:
             metrics.update(final.as_dict(f"val{cfg.data.final_protocol}_"))
         metrics["global_step"] = float(step)
         if rank == 0:
+            val_top1 = metrics.get("val_top1", float("nan"))
             print(f"[train] epoch {epoch + 1}/{cfg.epochs} step {step}: loss {loss_mean:.4f} "
-                  f"train top1 {top1_mean:.3f} val top1 {metrics.get('val_top1', float('nan')):.3f} "
+                  f"train top1 {top1_mean:.3f} val top1 {val_top1:.3f} "
                   f"lr {metrics['lr']:.4g} {metrics['clips_per_s']:.1f} clips/s "
                   f"(data wait {wait_share:.0%})", flush=True)
             logger.log_epoch(metrics, step=step, epoch=epoch + 1)
         state = checkpoint.TrainState(epoch + 1, step, world, inputs.run_name)
         if (epoch + 1) % cfg.run.checkpoint_every == 0 or last:
             with _checkpoint_folder(inputs, epoch + 1) as folder:
-                checkpoint.save(engine, folder, state, rank)
+                checkpoint.save(engine, folder, state, rank, metrics)
                 if rank == 0:
                     _save_probe(engine, inputs, folder, device)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))

@@ -16,7 +16,8 @@ def scaled_lr(optim: OptimConfig, global_batch: int) -> float:
     return optim.lr * global_batch / optim.reference_batch
 
 
-def lr_at(optim: OptimConfig, step: int, steps_per_epoch: int, epochs: int, base_lr: float) -> float:
+def lr_at(optim: OptimConfig, step: int, steps_per_epoch: int, epochs: int,
+          base_lr: float) -> float:
     """Rate for optimiser step ``step`` (0-based) of a run of ``epochs`` × ``steps_per_epoch``."""
     epoch = step / steps_per_epoch
     warmup = optim.warmup_epochs

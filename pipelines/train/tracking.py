@@ -27,7 +27,8 @@ class Tracking(Protocol):
 
     def epoch_logger(self, handle: Mapping[str, Any]) -> EpochLogger: ...
 
-    def end(self, handle: Mapping[str, Any], export_path: str, summary: Mapping[str, Any]) -> None: ...
+    def end(self, handle: Mapping[str, Any], export_path: str,
+            summary: Mapping[str, Any]) -> None: ...
 
 
 class _Silent:
@@ -105,4 +106,5 @@ def get_tracking(name: str) -> Tracking:
     try:
         return BACKENDS[name]()
     except KeyError:
-        raise ValueError(f"unknown tracking backend {name!r}; available: {sorted(BACKENDS)}") from None
+        raise ValueError(f"unknown tracking backend {name!r}; "
+                         f"available: {sorted(BACKENDS)}") from None

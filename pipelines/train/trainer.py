@@ -59,10 +59,12 @@ def code_version(root: Path | None = None) -> str:
     except metadata.PackageNotFoundError:
         version = "0+unknown"
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=5, check=True).stdout.strip()
+
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
         return f"{version}+g{commit}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         digest = hashlib.sha256()
@@ -78,14 +80,14 @@ def _storage(cfg: TrainConfig) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def _check_resume(run_dir: Path, world: int) -> checkpoint.TrainState | None:
-    state = checkpoint.latest_state(run_dir)
-    if state is not None and state.world_size != world:
+def _check_resume(run_dir: Path, world: int) -> tuple[Path, checkpoint.TrainState] | None:
+    found = checkpoint.latest(run_dir)
+    if found is not None and found[1].world_size != world:
         raise ResumeRefused(
-            f"run {run_dir.name} was trained with {state.world_size} workers; resuming with "
+            f"run {run_dir.name} was trained with {found[1].world_size} workers; resuming with "
             f"{world} is refused (ZeRO optimiser state is partitioned per rank). Use "
-            f"scaling.num_workers={state.world_size} or a new run name")
-    return state
+            f"scaling.num_workers={found[1].world_size} or a new run name")
+    return found
 
 
 def _export_metadata(cfg: TrainConfig, data: DatasetView, run_name: str, world: int,
@@ -125,15 +127,19 @@ def _run_config(cfg: TrainConfig, run_name: str):
 
 def run_training(cfg: TrainConfig) -> TrainResult:
     """Train ``cfg`` on Ray Train + DeepSpeed and export the model; see the module docstring."""
-    from ray.train.torch import TorchTrainer
+    from ray.train import Checkpoint
 
     data = open_dataset(cfg.data)
     build_model(cfg, data.num_classes)  # a bad model name, option or weights file fails here
     world = max(cfg.scaling.num_workers, 1)
     run_name = cfg.run_name()
     run_dir = Path(_storage(cfg)) / run_name
-    previous = _check_resume(run_dir, world)
-    if previous is not None:
+    found = _check_resume(run_dir, world)
+    previous = found[1] if found else None
+    if previous is not None and previous.epoch >= cfg.epochs:
+        print(f"[train] run {run_name} is complete (epoch {previous.epoch}, step "
+              f"{previous.global_step}): exporting its last checkpoint", flush=True)
+    elif previous is not None:
         print(f"[train] run {run_name} exists: resuming from step {previous.global_step} "
               f"(epoch {previous.epoch} of {cfg.epochs})", flush=True)
     elif cfg.run.name:
@@ -144,18 +150,13 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     print(f"[train] {run_name}: {cfg.model.name} on {data.train_videos} training videos "
           f"({len(data.train_urls)} shards), {steps} steps/epoch x {cfg.epochs} epochs, "
           f"{world} worker(s), ZeRO-{cfg.deepspeed.zero_stage}", flush=True)
-    inputs = LoopInputs(cfg, data, run_name, str(run_dir), steps, handle)
-    trainer = TorchTrainer(train_loop, train_loop_config={"inputs": inputs}, scaling_config=_scaling(cfg),
-                           run_config=_run_config(cfg, run_name))
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # TrainingFailedError and friends: the checkpoints stay
-        raise TrainingError(f"run {run_name} failed: {exc}; re-run with run.name={run_name} "
-                            "to resume from its last checkpoint") from exc
-    chosen = _chosen_checkpoint(cfg, result)
+    if previous is not None and previous.epoch >= cfg.epochs:
+        chosen = Checkpoint.from_directory(str(found[0]))
+    else:
+        chosen = _fit(cfg, LoopInputs(cfg, data, run_name, str(run_dir), steps, handle))
     with chosen.as_directory() as folder:
         state = checkpoint.TrainState.read(folder)
-        metrics = dict(result.metrics or {})
+        metrics = checkpoint.read_metrics(folder)
         export_path = run_dir / EXPORT_NAME
         checkpoint.export(folder, export_path, model_name=cfg.model.name,
                           options=builder_options(cfg, data.num_classes),
@@ -174,6 +175,21 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     tracking.end(handle, str(export_path), summary)
     return TrainResult(run_name, str(run_dir), str(export_path), chosen.path, metrics,
                        previous.global_step if previous else None)
+
+
+def _fit(cfg: TrainConfig, inputs: LoopInputs):
+    """``TorchTrainer.fit`` and the checkpoint to export (the last, or the best if asked)."""
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(train_loop, train_loop_config={"inputs": inputs},
+                           scaling_config=_scaling(cfg),
+                           run_config=_run_config(cfg, inputs.run_name))
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # TrainingFailedError and friends: the checkpoints stay
+        raise TrainingError(f"run {inputs.run_name} failed: {exc}; re-run with run.name="
+                            f"{inputs.run_name} to resume from its last checkpoint") from exc
+    return _chosen_checkpoint(cfg, result)
 
 
 def _chosen_checkpoint(cfg: TrainConfig, result: Any):

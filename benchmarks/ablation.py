@@ -1,0 +1,140 @@
+"""The paper's ablations on data nobody tuned for: TSN, TSM, TSI and TSI's parts, several seeds.
+
+    python -m benchmarks.ablation [--seeds 0 1 2] [--epochs 10] [--size 96] [--variants ...]
+
+Every variant trains with the platform's own trainer (``run_training``, in-process:
+``scaling.num_workers=0``) on the main job's generated dataset with the ``synthetic_demo``
+recipe, the same steps, data and seeds, then its export is scored on the eval split:
+
+- ``top1``: over all classes; ``within_pair``: top-1 / pair accuracy (0.5 = blind to order);
+- ``reversal``: every eval clip's frames reversed, scored against its twin's label (the twin is
+  the exact reversal): a model that uses order moves its prediction to the twin.
+
+The input size is chosen so fast alignment really pools keys: res2 is size/4 on a side and
+``tsi_r50_fast_align`` pools maps above 400 positions (size 96: res2 24x24 = 576 > 400).
+Prints a table (mean ± std over seeds) and writes ``benchmarks/results/ablation.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import format_table, machine_state, write_result
+
+VARIANTS = ("tsn_r50", "tsm_r50", "tsi_r50", "r50_tim_sme", "r50_cti", "r50_tim_sme_no_sa",
+            "tsi_r50_fast_align")
+
+
+def _reversed(batches: Iterable[Any], twin: dict[int, int]) -> Iterator[Any]:
+    """The same eval batches with every clip's frames in reverse order, labelled as the twin."""
+    from pipelines.loader.streams import EvalBatch
+
+    for batch in batches:
+        labels = torch.tensor([twin[int(label)] for label in batch.labels], dtype=torch.int64)
+        yield EvalBatch(batch.keys, labels, batch.clips.flip(dims=[2]))
+
+
+def score(export: str, shards: str, split: str, pairs) -> dict[str, float]:
+    """top1, pair accuracy, within_pair, and top-1 on reversed clips against the twin's label."""
+    from pipelines.evaluation import classification_metrics, pair_metrics, predict
+    from pipelines.evaluation.exported import evaluate_export, export_metadata
+    from pipelines.loader.clips import ClipSettings
+    from pipelines.loader.streams import eval_batches
+    from pipelines.shards.reader import list_shards
+    from tsi_model import build_from_checkpoint
+
+    evaluation = evaluate_export(export, shards, split)
+    result = pair_metrics(evaluation.predictions, evaluation.classes, pairs)
+    index = {name: i for i, name in enumerate(evaluation.classes)}
+    twin = {index[a]: index[b] for a, b in pairs} | {index[b]: index[a] for a, b in pairs}
+    meta = export_metadata(export)
+    model = build_from_checkpoint(export).eval()
+    batches = eval_batches(list_shards(shards, split), ClipSettings.from_dict(meta["clip"]),
+                           protocol="1x1", batch_size=32, rank=0, world_size=1, num_workers=1)
+    with torch.inference_mode():
+        flipped = predict(model, _reversed(batches, twin), num_classes=len(index))
+    result["reversal"] = classification_metrics(flipped, len(index)).top1
+    return result
+
+
+def _shards(args: argparse.Namespace) -> Path:
+    """The main job's shards (made once by ``jobs.demo`` or here, same generator settings)."""
+    from pipelines.demo import DemoConfig, preprocess_dataset
+    from pipelines.synthetic import write_dataset
+
+    root = Path(args.data).resolve()
+    shards = root / "shards"
+    if not (shards / "eval" / "manifest.parquet").exists():
+        cfg = DemoConfig(output=str(root))
+        csv_path = write_dataset(cfg.synthetic, root / "videos", workers=2)
+        preprocess_dataset(cfg, csv_path, root / "videos", shards)
+    return shards
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default="runs/demo", help="the main job's output folder")
+    parser.add_argument("--storage", default="/tmp/tsi-bench-ablation")
+    parser.add_argument("--output", default="ablation")
+    args = parser.parse_args(argv)
+    if args.size // 4 * (args.size // 4) <= 400:
+        print(f"note: at size {args.size} res2 has <= 400 positions: fast alignment does not pool")
+
+    import ray
+
+    from pipelines.synthetic import PAIRS
+    from pipelines.train.config import resolve_config
+    from pipelines.train.trainer import run_training
+
+    before = machine_state()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    shards = _shards(args)
+    runs = []
+    for seed in args.seeds:  # seeds outermost: a load change hits every variant alike
+        for variant in args.variants:
+            began = time.perf_counter()
+            cfg = resolve_config("jobs/configs/train/synthetic_demo.yaml", [
+                f"model.name={variant}", f"seed={seed}", f"epochs={args.epochs}",
+                f"data.root={shards}", f"data.clip.size={args.size}",
+                f"data.clip.resize={args.size}", f"data.eval_every={args.epochs}",
+                "scaling.num_workers=0", f"scaling.torch_threads={args.threads}",
+                "data.batch_size=16", "tracking=none", f"run.storage_path={args.storage}",
+                f"run.name=ablation-{variant}-s{seed}-{args.size}px-{args.epochs}ep"])
+            result = run_training(cfg)
+            metrics = score(result.export_path, str(shards), "eval", PAIRS[:4])
+            runs.append({"variant": variant, "seed": seed, **metrics,
+                         "seconds": time.perf_counter() - began})
+            print(f"{variant} seed {seed}: top1 {metrics['top1']:.3f} within {metrics['within_pair']:.3f}"
+                  f" reversal {metrics['reversal']:.3f}", flush=True)
+    ray.shutdown()
+
+    def stat(variant: str, key: str) -> str:
+        values = [r[key] for r in runs if r["variant"] == variant]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+    rows = [{"variant": v, "top1": stat(v, "top1"), "within pair": stat(v, "within_pair"),
+             "reversal": stat(v, "reversal"), "pair accuracy": stat(v, "pair_accuracy")}
+            for v in args.variants]
+    print(format_table(rows))
+    payload = {"benchmark": "ablation", "settings": vars(args), "machine_before": before,
+               "machine_after": machine_state(), "runs": runs, "rows": rows,
+               "res2_positions": (args.size // 4) ** 2}
+    print(f"wrote {write_result(args.output, payload)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
