@@ -110,12 +110,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"data.root={shards}", f"data.clip.size={args.size}",
                 f"data.clip.resize={args.size}", f"data.eval_every={args.epochs}",
                 "scaling.num_workers=0", f"scaling.torch_threads={args.threads}",
-                "data.batch_size=16", "tracking=none", f"run.storage_path={args.storage}",
+                "data.batch_size=16", "tracking.backend=none", f"run.storage_path={args.storage}",
                 f"run.name=ablation-{variant}-s{seed}-{args.size}px-{args.epochs}ep"])
             result = run_training(cfg)
             metrics = score(result.export_path, str(shards), "eval", PAIRS[:4])
             runs.append({"variant": variant, "seed": seed, **metrics,
                          "seconds": time.perf_counter() - began})
+            write_result(args.output, {"benchmark": "ablation", "settings": vars(args),
+                                       "machine_before": before, "partial": True, "runs": runs})
             print(f"{variant} seed {seed}: top1 {metrics['top1']:.3f} within {metrics['within_pair']:.3f}"
                   f" reversal {metrics['reversal']:.3f}", flush=True)
     ray.shutdown()

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
           "in the true order-pair; within pair = top-1 / pair accuracy):")
     print(report.table())
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()))
+    if report.tracking_uri:
+        print(f"MLflow store: {report.tracking_uri}; open the UI with: mlflow ui "
+              f"--backend-store-uri '{report.tracking_uri}' --host 127.0.0.1 --port 5000")
     return 0
 
 

@@ -8,8 +8,10 @@ name (task + UTC time) unless ``--name`` is given; an existing name resumes that
 last checkpoint (the job says so and from which step). The exported model is written to
 ``{run.storage_path}/{name}/model.pt``.
 
-Exit status: 0 trained and exported; 1 training failed (re-run with the printed name to
-resume); 2 bad configuration or data (one line on stderr, before any worker starts).
+Exit status: 0 trained, exported (and registered, with MLflow tracking); 1 training or the final
+registration failed (re-run with the printed name to resume, or register the export with
+``python -m jobs.register``); 2 bad configuration or data, or the tracking store does not answer
+(one line on stderr, in seconds, before any worker starts).
 """
 from __future__ import annotations
 
@@ -52,12 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     start_job_logging()
     from pipelines.config import ConfigError
     from pipelines.train.config import resolve_config
+    from pipelines.tracking import make_tracking
+    from pipelines.tracking.connection import TrackingUnavailable
     from pipelines.train.trainer import TrainingError, run_training
 
     try:
         cfg = resolve_config(args.config, args.overrides, flags=_flags(args))
-        result = run_training(cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        result = run_training(cfg, tracking=make_tracking(cfg))
+    except (ConfigError, FileNotFoundError, ValueError, TrackingUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TrainingError as exc:

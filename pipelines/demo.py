@@ -9,6 +9,10 @@ within each pair while a temporal model (TSI) tells a motion from its reverse.
 2. the Ray preprocessing job writes shards (a re-run resumes: complete shards are skipped);
 3. Ray Train + DeepSpeed trains each model with the same recipe, steps and data;
 4. each export is evaluated on the eval split (``1x1``), which no choice ever looked at.
+
+With the demo config's ``tracking.backend: mlflow`` each run is an MLflow run in the embedded
+sqlite store under ``{output}/train/mlflow`` (or ``MLFLOW_TRACKING_URI``), registered as a
+candidate of ``demo-tsi`` / ``demo-tsn``.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ class DemoReport:
     shards: str
     outcomes: list[ModelOutcome]
     seconds: dict[str, float]
+    tracking_uri: str | None = None  # the MLflow store the runs went to, when they did
 
     def table(self) -> str:
         from pipelines.report import format_table
@@ -80,6 +85,7 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
 def _train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path) -> ModelOutcome:
     from pipelines.evaluation import pair_metrics
     from pipelines.evaluation.exported import evaluate_export
+    from pipelines.tracking import make_tracking
     from pipelines.train.config import resolve_config
     from pipelines.train.trainer import run_training
 
@@ -87,7 +93,8 @@ def _train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path
                  f"data.eval_split={cfg.eval_split}", f"run.storage_path={storage}",
                  f"scaling.num_workers={cfg.workers}", f"task=demo-{model.split('_')[0]}"]
     began = time.perf_counter()
-    result = run_training(resolve_config(cfg.train_config, overrides))
+    train_cfg = resolve_config(cfg.train_config, overrides)
+    result = run_training(train_cfg, tracking=make_tracking(train_cfg))
     seconds = time.perf_counter() - began
     evaluation = evaluate_export(result.export_path, str(shards), cfg.eval_split)
     pairs = pair_metrics(evaluation.predictions, evaluation.classes,
@@ -123,4 +130,14 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
         outcomes.append(outcome)
         print(f"[3/4] {model}: eval top-1 {outcome.metrics['top1']:.3f}, within pair "
               f"{outcome.metrics['within_pair']:.3f} ({outcome.train_seconds:.0f} s)", flush=True)
-    return DemoReport(str(shards), outcomes, seconds)
+    return DemoReport(str(shards), outcomes, seconds, _tracking_uri(cfg, root / "train"))
+
+
+def _tracking_uri(cfg: DemoConfig, storage: Path) -> str | None:
+    from pipelines.tracking.connection import resolve_store
+    from pipelines.train.config import resolve_config
+
+    train_cfg = resolve_config(cfg.train_config, list(cfg.train_overrides))
+    if train_cfg.tracking.backend != "mlflow":
+        return None
+    return resolve_store(train_cfg.tracking, str(storage)).uri

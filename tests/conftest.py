@@ -54,7 +54,7 @@ def tiny_train_overrides(shards, storage, **extra) -> list[str]:
         "data.clip.size": 32, "data.clip.resize": 32, "data.clip.flip": "false",
         "data.batch_size": 8, "data.eval_batch_size": 8, "data.loader_workers": 1,
         "epochs": 3, "batches_per_epoch": 6, "optim.lr": 0.02, "optim.reference_batch": 16,
-        "optim.schedule": "cosine", "optim.nesterov": "true", "tracking": "jsonl",
+        "optim.schedule": "cosine", "optim.nesterov": "true", "tracking.backend": "jsonl",
         "scaling.num_workers": 2, "scaling.cpus_per_worker": 1, "scaling.torch_threads": 1,
     }
     base.update(extra)
@@ -82,17 +82,47 @@ def synthetic_shards(ray_local, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(ray_local, synthetic_shards, tmp_path_factory):
-    """A tiny TSI (ZeRO-2, a worker fails once at step 9) and a tiny TSN (ZeRO-1), 2 workers each.
+    """A tiny TSI (ZeRO-2, a worker fails once at step 9, tracked and registered in MLflow) and a
+    tiny TSN (ZeRO-1, a jsonl log), 2 workers each.
 
     One after the other: run at the same time on 2 cores they took longer (121 s vs 112 s).
     """
+    from pipelines.tracking import make_tracking
     from pipelines.train.config import resolve_config
     from pipelines.train.trainer import run_training
 
     storage = tmp_path_factory.mktemp("runs")
-    tsi = run_training(resolve_config(None, tiny_train_overrides(synthetic_shards, storage, **{
+    # TSI is tracked in MLflow (the embedded sqlite store under the run storage) and registered
+    tsi_cfg = resolve_config(None, tiny_train_overrides(synthetic_shards, storage, **{
         "model.name": "tsi_r50", "run.name": "tiny-tsi", "run.fail_at_step": 9,
-        "deepspeed.zero_stage": 2})))
+        "deepspeed.zero_stage": 2, "task": "tsi-tiny", "tracking.backend": "mlflow",
+        "tracking.backoff_s": 0.5}))
+    tsi = run_training(tsi_cfg, tracking=make_tracking(tsi_cfg))
     tsn = run_training(resolve_config(None, tiny_train_overrides(synthetic_shards, storage, **{
         "model.name": "tsn_r50", "run.name": "tiny-tsn", "deepspeed.zero_stage": 1})))
     return {"tsi": tsi, "tsn": tsn, "storage": storage, "shards": synthetic_shards}
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real ``mlflow server`` on 127.0.0.1 per session (infra/local scripts), stopped after."""
+    import socket
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    start = subprocess.run([os.path.join(repo, "infra/local/start_mlflow_server.sh"), "--port",
+                            str(port), "--dir", str(folder), "--timeout", "120"], env=env,
+                           capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "port": port, "dir": folder}
+    finally:
+        subprocess.run([os.path.join(repo, "infra/local/stop_mlflow_server.sh"), "--dir",
+                        str(folder)], env=env, capture_output=True, timeout=60)

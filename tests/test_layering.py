@@ -27,8 +27,11 @@ ALLOWED: dict[str, set[str]] = {
                              "pipelines.loader"},
     "pipelines.train": {"pipelines.config", "pipelines.io", "pipelines.data", "pipelines.shards",
                         "pipelines.loader", "pipelines.evaluation"},
+    "pipelines.tracking": {"pipelines.io", "pipelines.media", "pipelines.shards", "pipelines.loader",
+                           "pipelines.evaluation", "pipelines.train"},
     "pipelines.demo": {"pipelines.config", "pipelines.report", "pipelines.synthetic",
-                       "pipelines.preprocess", "pipelines.train", "pipelines.evaluation"},
+                       "pipelines.preprocess", "pipelines.train", "pipelines.evaluation",
+                       "pipelines.tracking"},
 }
 FORBIDDEN_IN_MODEL = ("ray", "mlflow", "ffmpeg", "deepspeed", "webdataset", "pipelines", "jobs")
 

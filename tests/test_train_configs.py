@@ -19,7 +19,7 @@ SCALE_DOWN = [
     "data.clip.size=32", "data.clip.resize=32", "data.clip.frames=4", "data.batch_size=2",
     "data.eval_batch_size=8", "data.loader_workers=0", "data.eval_split=val",
     "data.final_protocol=null", "epochs=1", "batches_per_epoch=1", "scaling.num_workers=0",
-    "scaling.use_gpu=false", "deepspeed.precision=fp32", "tracking=none",
+    "scaling.use_gpu=false", "deepspeed.precision=fp32", "tracking.backend=none",
 ]
 
 

@@ -7,9 +7,9 @@ number reported anywhere on the platform is computed one way.
 from pipelines.evaluation.metrics import (
     ClassificationMetrics, Predictions, classification_metrics, pair_metrics,
 )
-from pipelines.evaluation.predict import gather_predictions, predict
+from pipelines.evaluation.predict import gather_predictions, merge_predictions, predict
 
 __all__ = ["ClassificationMetrics", "Predictions", "classification_metrics", "gather_predictions",
-           "pair_metrics", "predict"]
+           "merge_predictions", "pair_metrics", "predict"]
 # pipelines.evaluation.exported (evaluate an exported model on shards) imports tsi_model and the
 # class map; import it from there.

@@ -43,21 +43,35 @@ def export_metadata(path: str | Path) -> dict:
     return meta
 
 
-def evaluate_export(path: str | Path, dataset_root: str, split: str, *, protocol: str = "1x1",
-                    batch_size: int = 16, num_workers: int = 1,
-                    device: str = "cpu") -> Evaluation:
-    """Top-1/top-5/mean-class accuracy of an exported model on ``{dataset_root}/{split}``."""
-    meta = export_metadata(path)
+def check_class_map(meta: dict, dataset_root: str, what: str) -> tuple[str, ...]:
+    """The shards' class names, if ``meta`` predicts exactly them (in order); else refused."""
     storage = Storage.open(dataset_root)
     shards = ClassMap.parse(storage.read_bytes(contract.CLASSES).decode("utf-8"),
                             where=storage.uri(contract.CLASSES))
     if tuple(meta["classes"]) != shards.names:
-        raise ClassMapMismatch(f"{path} predicts {len(meta['classes'])} classes that differ from "
+        raise ClassMapMismatch(f"{what} predicts {len(meta['classes'])} classes that differ from "
                                f"{storage.uri(contract.CLASSES)} ({len(shards)} classes)")
+    return shards.names
+
+
+def predict_export(path: str | Path, urls: list[str], *, protocol: str = "1x1",
+                   batch_size: int = 16, rank: int = 0, world_size: int = 1,
+                   num_workers: int = 1, device: str = "cpu") -> Predictions:
+    """Part ``rank`` of ``world_size`` of an export's predictions on the shards ``urls``."""
+    meta = export_metadata(path)
     model = build_from_checkpoint(str(path)).eval().to(device)
     clip = ClipSettings.from_dict(meta["clip"])
-    batches = eval_batches(list_shards(dataset_root, split), clip, protocol=protocol,
-                           batch_size=batch_size, rank=0, world_size=1, num_workers=num_workers)
+    batches = eval_batches(urls, clip, protocol=protocol, batch_size=batch_size, rank=rank,
+                           world_size=world_size, num_workers=num_workers)
     with torch.inference_mode():
-        preds = predict(model, batches, num_classes=len(shards), device=device).sorted()
-    return Evaluation(preds, classification_metrics(preds, len(shards)), shards.names, protocol)
+        return predict(model, batches, num_classes=len(meta["classes"]), device=device)
+
+
+def evaluate_export(path: str | Path, dataset_root: str, split: str, *, protocol: str = "1x1",
+                    batch_size: int = 16, num_workers: int = 1,
+                    device: str = "cpu") -> Evaluation:
+    """Top-1/top-5/mean-class accuracy of an exported model on ``{dataset_root}/{split}``."""
+    names = check_class_map(export_metadata(path), dataset_root, str(path))
+    preds = predict_export(path, list_shards(dataset_root, split), protocol=protocol,
+                           batch_size=batch_size, num_workers=num_workers, device=device).sorted()
+    return Evaluation(preds, classification_metrics(preds, len(names)), names, protocol)

@@ -8,7 +8,7 @@ collective at the end, so a rank that had fewer (or no) videos still takes part 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +50,12 @@ def gather_predictions(local: Predictions, num_classes: int) -> Predictions:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         parts = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
         torch.distributed.all_gather_object(parts, local)
-    merged = Predictions.concat(parts, num_classes)
+    return merge_predictions(parts, num_classes)
+
+
+def merge_predictions(parts: Sequence[Predictions], num_classes: int) -> Predictions:
+    """Every part's predictions in one table sorted by key; a video seen twice is an error."""
+    merged = Predictions.concat(list(parts), num_classes)
     repeated = [k for k, n in Counter(merged.keys).items() if n > 1]
     if repeated:
         raise RuntimeError(f"{len(repeated)} videos were evaluated more than once, e.g. "

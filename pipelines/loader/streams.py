@@ -46,7 +46,6 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from pipelines.loader.augment import (
     channels_first,
-    eval_transform,
     flipped_label,
     resample,
     train_params,
@@ -55,6 +54,7 @@ from pipelines.loader.clips import ClipSettings
 from pipelines.loader.decode import read_frames, stored_frame_count
 from pipelines.loader.sampling import protocol_views, segment_indices
 from pipelines.loader.selection import SelectionFilter, in_selection
+from pipelines.loader.views import eval_views
 from pipelines.shards.reader import open_shards, sample_label
 
 __all__ = ["EvalBatch", "SelectionFilter", "derive_seed", "eval_assignment_note", "eval_batches",
@@ -355,18 +355,8 @@ class _EvalViews:
 
     def __call__(self, samples: Iterable[dict[str, Any]]
                  ) -> Iterator[tuple[str, int, np.ndarray]]:
-        clip = self.plan.clip
-        clips, crops = protocol_views(self.plan.protocol)
         for sample in samples:
-            index = segment_indices(stored_frame_count(sample), clip.frames, clips=clips)
-            unique = sorted({f for one in index for f in one})
-            position = {f: i for i, f in enumerate(unique)}
-            cropped = eval_transform(read_frames(sample, unique), clip, crops)  # (K, U, 3, S, S)
-            views = np.empty((clips * crops, clip.frames, 3, clip.size, clip.size), np.uint8)
-            for c, one in enumerate(index):
-                picks = [position[f] for f in one]
-                for k in range(crops):
-                    views[c * crops + k] = cropped[k, picks]
+            views = eval_views(sample, self.plan.clip, self.plan.protocol)
             yield sample["__key__"], sample_label(sample), views
 
 

@@ -24,6 +24,7 @@ import torch
 STATE_FILE = "tsi_state.json"
 METRICS_FILE = "metrics.json"  # the epoch's metrics, as reported with this checkpoint
 PROBE_FILE = "export_probe.pt"  # a few evaluation clips and the engine's logits on them
+PREDICTIONS_FILE = "eval_predictions.npz"  # per-video scores of the epoch's evaluation
 TAG = "model"  # one DeepSpeed tag per Ray checkpoint folder
 EXPORT_FORMAT = "tsi-export-v1"
 
@@ -130,3 +131,11 @@ def check_export(folder: str, export_path: str | Path, tolerance: float) -> floa
         raise RuntimeError(f"exported model differs from the trained engine by {diff:.3g} "
                            f"(logit scale {scale:.3g}); refusing to publish {export_path}")
     return diff
+
+
+def save_predictions(folder: str | Path, preds: Any) -> None:
+    """The evaluation split's per-video predictions (keys, labels, probabilities) of this epoch."""
+    import numpy as np
+
+    np.savez_compressed(Path(folder) / PREDICTIONS_FILE, keys=np.array(preds.keys, dtype=str),
+                        labels=preds.labels, probs=preds.probs)

@@ -135,6 +135,26 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """Where the run is recorded (``backend``: none, stdout, jsonl or mlflow).
+
+    MLflow: ``uri`` else ``MLFLOW_TRACKING_URI`` else the embedded default, ``sqlite`` under
+    ``{run.storage_path}/mlflow`` with artifacts beside it; ``experiment`` defaults to the task;
+    ``register`` puts the export into ``{task}-candidates`` with alias ``candidate``.
+    ``probe_timeout_s`` bounds the check before any work; ``retries``/``backoff_s`` the final
+    logging and registration (an outage mid-run only delays logging, it never loses the export).
+    """
+
+    backend: Literal["none", "stdout", "jsonl", "mlflow"] = "stdout"
+    uri: str | None = None
+    experiment: str | None = None
+    register: bool = True
+    probe_timeout_s: float = 10.0
+    retries: int = 5
+    backoff_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs."""
 
@@ -148,7 +168,7 @@ class TrainConfig:
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     deepspeed: DeepSpeedSettings = field(default_factory=DeepSpeedSettings)
     run: RunSettings = field(default_factory=RunSettings)
-    tracking: str = "stdout"  # "none" | "stdout" | "jsonl" (the MLflow issue adds "mlflow")
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -7,6 +7,7 @@ video and the carving is the same on every rank, every run and every machine.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
@@ -31,6 +32,7 @@ class DatasetView:
     selection_videos: int
     eval_videos: int
     hashes: dict[str, str]
+    media: dict  # how the shards were decoded (stats.json): a packaged model decodes raw video alike
 
     @property
     def num_classes(self) -> int:
@@ -83,4 +85,12 @@ def open_dataset(cfg: DataConfig) -> DatasetView:
         train_urls=tuple(list_shards(cfg.root, cfg.train_split)),
         eval_urls=tuple(list_shards(cfg.root, cfg.eval_split)),
         train_videos=len(train_keys) - n_selection, selection_videos=n_selection,
-        eval_videos=len(eval_keys), hashes=hashes)
+        eval_videos=len(eval_keys), hashes=hashes, media=_media(storage, cfg.train_split))
+
+
+def _media(storage: Storage, split: str) -> dict:
+    """The preprocessing media settings recorded in ``{split}/stats.json`` ({} if absent)."""
+    rel = f"{split}/{contract.STATS}"
+    if not storage.exists(rel):
+        return {}
+    return dict(json.loads(storage.read_bytes(rel)).get("media") or {})

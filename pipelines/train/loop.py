@@ -29,7 +29,7 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.data import DatasetView, keep_selection, keep_train
 from pipelines.train.engine import build_model, make_engine, pick_device, set_lr
 from pipelines.train.schedule import lr_at, scaled_lr
-from pipelines.train.tracking import get_tracking
+from pipelines.train.tracking import Tracking
 from tsi_model import normalize_clip
 
 FAULT_MARKER = ".tsi-fault-injected"
@@ -44,6 +44,7 @@ class LoopInputs:
     run_name: str
     run_dir: str
     steps_per_epoch: int
+    tracking: Tracking
     tracking_handle: dict[str, Any]
 
 
@@ -178,7 +179,7 @@ def train_loop(config: dict[str, Any]) -> None:
         if rank == 0:
             print(f"[train] resuming {inputs.run_name} at epoch {state.epoch}, step "
                   f"{state.global_step}", flush=True)
-    logger = get_tracking(cfg.tracking).epoch_logger(inputs.tracking_handle) if rank == 0 else None
+    logger = inputs.tracking.epoch_logger(inputs.tracking_handle) if rank == 0 else None
     micro_batches = inputs.steps_per_epoch * cfg.optim.grad_accum
     step = state.global_step
     swap = label_swap_indices(cfg.data.clip.flip_label_swap, data.classes)
@@ -221,10 +222,11 @@ def train_loop(config: dict[str, Any]) -> None:
         }
         _sync_buffers(engine.module, world)
         last = epoch + 1 == cfg.epochs
+        val_preds = None
         if last or (epoch + 1) % cfg.data.eval_every == 0:
-            _, val = evaluate(engine, inputs, data.eval_urls, protocol=cfg.data.eval_protocol,
-                              keep=None, rank=rank, world=world, device=device.device,
-                              dtype=device.dtype)
+            val_preds, val = evaluate(engine, inputs, data.eval_urls,
+                                      protocol=cfg.data.eval_protocol, keep=None, rank=rank,
+                                      world=world, device=device.device, dtype=device.dtype)
             metrics.update(val.as_dict("val_"))
         if cfg.data.selection_fraction:
             _, sel = evaluate(engine, inputs, data.train_urls, protocol=cfg.data.eval_protocol,
@@ -250,6 +252,8 @@ def train_loop(config: dict[str, Any]) -> None:
                 checkpoint.save(engine, folder, state, rank, metrics)
                 if rank == 0:
                     _save_probe(engine, inputs, folder, device)
+                    if val_preds is not None:
+                        checkpoint.save_predictions(folder, val_preds)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
         else:
             ray.train.report(metrics)

@@ -23,6 +23,10 @@ class EpochLogger(Protocol):
 
 
 class Tracking(Protocol):
+    def check(self) -> None:
+        """Fail fast (seconds) when the backend cannot be reached: before any data is read."""
+        ...
+
     def begin(self, run_name: str, config: Mapping[str, Any], run_dir: str) -> dict[str, Any]: ...
 
     def epoch_logger(self, handle: Mapping[str, Any]) -> EpochLogger: ...
@@ -41,6 +45,9 @@ class _Silent:
 
 class NoTracking:
     """Records nothing (tests, or a run whose logs are enough)."""
+
+    def check(self) -> None:
+        pass
 
     def begin(self, run_name: str, config: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
         return {"run_name": run_name}
@@ -75,6 +82,9 @@ class _JsonLines:
 class StdoutTracking:
     """One ``tsi.metrics {json}`` line per epoch in the job log (greppable, no server needed)."""
 
+    def check(self) -> None:
+        pass
+
     def begin(self, run_name: str, config: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
         return {"run_name": run_name}
 
@@ -101,10 +111,11 @@ class FileTracking(StdoutTracking):
 BACKENDS: dict[str, type] = {"none": NoTracking, "stdout": StdoutTracking, "jsonl": FileTracking}
 
 
-def get_tracking(name: str) -> Tracking:
-    """The tracking backend called ``name`` (``none``, ``stdout``; more register themselves)."""
+def builtin_tracking(name: str) -> Tracking:
+    """A backend of this package (``none``, ``stdout``, ``jsonl``); ``mlflow`` lives in
+    :mod:`pipelines.tracking`, above the trainer, and is passed in by the job."""
     try:
         return BACKENDS[name]()
     except KeyError:
-        raise ValueError(f"unknown tracking backend {name!r}; "
-                         f"available: {sorted(BACKENDS)}") from None
+        raise ValueError(f"tracking backend {name!r} is not built in ({sorted(BACKENDS)}); "
+                         "pass it to run_training(tracking=...)") from None

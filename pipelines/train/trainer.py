@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.data import DatasetView, open_dataset
 from pipelines.train.engine import build_model, builder_options
 from pipelines.train.loop import LoopInputs, steps_per_epoch, train_loop
-from pipelines.train.tracking import get_tracking
+from pipelines.train.tracking import Tracking, builtin_tracking
 
 EXPORT_NAME = "model.pt"
 
@@ -93,7 +94,7 @@ def _check_resume(run_dir: Path, world: int) -> tuple[Path, checkpoint.TrainStat
 def _export_metadata(cfg: TrainConfig, data: DatasetView, run_name: str, world: int,
                      state: checkpoint.TrainState, metrics: dict[str, Any]) -> dict[str, Any]:
     return {
-        "classes": list(data.classes), "clip": to_dict(cfg.data.clip),
+        "classes": list(data.classes), "clip": to_dict(cfg.data.clip), "media": dict(data.media),
         "dataset_hashes": dict(data.hashes), "dataset_root": data.root,
         "config_hash": cfg.digest(), "config": json.loads(json.dumps(to_dict(cfg), default=str)),
         "code_version": code_version(), "run_name": run_name, "world_size": world,
@@ -125,10 +126,16 @@ def _run_config(cfg: TrainConfig, run_name: str):
                      checkpoint_config=checkpoints)
 
 
-def run_training(cfg: TrainConfig) -> TrainResult:
-    """Train ``cfg`` on Ray Train + DeepSpeed and export the model; see the module docstring."""
+def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainResult:
+    """Train ``cfg`` on Ray Train + DeepSpeed and export the model; see the module docstring.
+
+    ``tracking`` is the backend to record the run with (default: the built-in one
+    ``cfg.tracking.backend`` names); it must be picklable, rank 0 calls it inside the worker.
+    """
     from ray.train import Checkpoint
 
+    tracking = tracking or builtin_tracking(cfg.tracking.backend)
+    tracking.check()  # an unreachable tracking server fails here, in seconds, before any data
     data = open_dataset(cfg.data)
     build_model(cfg, data.num_classes)  # a bad model name, option or weights file fails here
     world = max(cfg.scaling.num_workers, 1)
@@ -145,7 +152,6 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     elif cfg.run.name:
         print(f"[train] starting run {run_name}", flush=True)
     steps = steps_per_epoch(cfg, data.train_videos, world)
-    tracking = get_tracking(cfg.tracking)
     handle = tracking.begin(run_name, to_dict(cfg), str(run_dir))
     print(f"[train] {run_name}: {cfg.model.name} on {data.train_videos} training videos "
           f"({len(data.train_urls)} shards), {steps} steps/epoch x {cfg.epochs} epochs, "
@@ -153,7 +159,8 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     if previous is not None and previous.epoch >= cfg.epochs:
         chosen = Checkpoint.from_directory(str(found[0]))
     else:
-        chosen = _fit(cfg, LoopInputs(cfg, data, run_name, str(run_dir), steps, handle))
+        chosen = _fit(cfg, LoopInputs(cfg, data, run_name, str(run_dir), steps, tracking,
+                                      handle))
     with chosen.as_directory() as folder:
         state = checkpoint.TrainState.read(folder)
         metrics = checkpoint.read_metrics(folder)
@@ -161,6 +168,9 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         checkpoint.export(folder, export_path, model_name=cfg.model.name,
                           options=builder_options(cfg, data.num_classes),
                           metadata=_export_metadata(cfg, data, run_name, world, state, metrics))
+        predictions = Path(folder) / checkpoint.PREDICTIONS_FILE
+        if predictions.exists():  # kept beside the export for reports (confusion matrix)
+            shutil.copyfile(predictions, run_dir / checkpoint.PREDICTIONS_FILE)
         tolerance = 5e-2 if cfg.scaling.use_gpu else 1e-4  # bf16 engine vs fp32 master weights
         try:
             export_diff = checkpoint.check_export(folder, export_path, tolerance)
@@ -170,7 +180,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     print(f"[train] exported {export_path} (reproduces the engine within {export_diff:.2g})",
           flush=True)
     summary = {"epochs": state.epoch, "global_step": state.global_step,
-               "export_max_abs_diff": export_diff, **{
+               "export_max_abs_diff": export_diff, "run_dir": str(run_dir), **{
         k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
     tracking.end(handle, str(export_path), summary)
     return TrainResult(run_name, str(run_dir), str(export_path), chosen.path, metrics,

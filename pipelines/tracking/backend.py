@@ -1,0 +1,206 @@
+"""MLflow as the trainer's tracking backend: one training run is one MLflow run.
+
+- ``check`` (driver, before any data is read): a bounded probe of the store.
+- ``begin`` (driver, before workers start): the task's experiment, then the run tagged with the
+  training run name (found again on a restart or re-submission, else created with the
+  flattened config as params and the YAML as an artifact).
+- ``epoch_logger`` (rank 0): metrics with the global step as ``step``, system metrics; a store
+  that stops answering mid-run delays logging (points are kept and sent with the next epoch,
+  with a warning) and never stops training.
+- ``end`` (driver, after ``fit``): classes, dataset stats, per-class table, curves and confusion
+  PNGs, the packaged model, registration into ``{task}-candidates`` with alias ``candidate`` and
+  the lineage tags; retried with backoff. If the store stays away, the error says how to
+  register the export later with ``python -m jobs.register``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import yaml
+
+from pipelines.tracking.connection import (
+    Store, TrackingUnavailable, bounded_http, probe, resolve_store,
+)
+from pipelines.train.config import TrackingSettings
+
+log = logging.getLogger("tsi.tracking")
+T = TypeVar("T")
+RUN_NAME_TAG = "tsi.run_name"
+MAX_PENDING = 10_000  # metric points kept while the store is away
+PENDING_FILE = "mlflow_pending_metrics.json"  # points still unsent when training ended
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"optim": {"lr": 0.01}}`` → ``{"optim.lr": "0.01"}`` (MLflow params are flat strings)."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            listed = isinstance(value, (list, tuple))
+            out[name] = json.dumps(value, default=str) if listed else str(value)
+    return out
+
+
+def with_retries(what: str, fn: Callable[[], T], retries: int, backoff_s: float) -> T:
+    """``fn()``, retried ``retries`` times with doubling waits; the last error is re-raised."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except Exception as exc:  # the store's client raises many types
+            if attempt == retries:
+                raise
+            wait = backoff_s * 2**attempt
+            log.warning("%s failed (%s); retrying in %.0f s (%d/%d)", what,
+                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                        wait, attempt + 1, retries)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def ensure_experiment(client: Any, name: str, artifact_root: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = f"{artifact_root}/{name}" if artifact_root else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def find_run(client: Any, experiment_id: str, run_name: str) -> Any | None:
+    quoted = run_name.replace("\\", "\\\\").replace("'", "\\'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{quoted}'",
+                              max_results=1)
+    return runs[0] if runs else None
+
+
+class _EpochLogger:
+    """Rank 0's logger: epoch metrics (kept and resent while the store is away), system metrics.
+
+    Every MLflow request of this process, MLflow's own system-metrics thread included, is bounded
+    for the logger's lifetime: with MLflow's defaults (7 retries, doubling waits) one outage
+    would stall the end of training for minutes in the monitor's ``get_run``.
+    """
+
+    def __init__(self, handle: Mapping[str, Any], timeout_s: float) -> None:
+        from mlflow import MlflowClient
+
+        self.handle = dict(handle)
+        self.timeout_s = timeout_s
+        self.bounded = contextlib.ExitStack()
+        self.bounded.enter_context(bounded_http(timeout_s, retries=0))
+        self.client = MlflowClient(tracking_uri=handle["uri"])
+        self.pending: list[Any] = []
+        self.monitor = None
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self.monitor = SystemMetricsMonitor(handle["run_id"], sampling_interval=10,
+                                                resume_logging=True, tracking_uri=handle["uri"])
+            self.monitor.start()
+        except Exception as exc:  # psutil missing, or the store away: metrics still flow
+            log.warning("system metrics are off: %s", exc)
+
+    def log_epoch(self, metrics: Mapping[str, float], *, step: int, epoch: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending += [Metric(key, float(value), now, step) for key, value in metrics.items()
+                         if isinstance(value, (int, float))]
+        self.pending = self.pending[-MAX_PENDING:]
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            while self.pending:
+                self.client.log_batch(self.handle["run_id"], metrics=self.pending[:1000])
+                del self.pending[:1000]
+        except Exception as exc:
+            log.warning("MLflow did not take %d metric points (%s); training goes on, they are "
+                        "sent with the next epoch", len(self.pending),
+                        str(exc).splitlines()[0][:200])
+
+    def close(self) -> None:
+        """Last flush; points the store still refuses go to the run folder for ``end`` to send."""
+        self._flush()
+        if self.pending and self.handle.get("run_dir"):
+            path = Path(self.handle["run_dir"]) / PENDING_FILE
+            rows = [[m.key, m.value, m.timestamp, m.step] for m in self.pending]
+            path.write_text(json.dumps(rows))
+            log.warning("%d metric points kept in %s; they are sent when the model is published",
+                        len(rows), path)
+        if self.monitor is not None:
+            try:
+                self.monitor.finish()  # bounded: its last get_run and flush fail fast if away
+            except Exception as exc:
+                log.warning("system metrics did not finish cleanly: %s", exc)
+        self.bounded.close()
+
+
+@dataclass
+class MlflowTracking:
+    """The ``mlflow`` backend of :class:`pipelines.train.tracking.Tracking` (picklable)."""
+
+    settings: TrackingSettings
+    storage_path: str
+    task: str
+    store: Store = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = resolve_store(self.settings, self.storage_path)
+
+    @property
+    def experiment(self) -> str:
+        return self.settings.experiment or self.task
+
+    def check(self) -> None:
+        probe(self.store, self.settings.probe_timeout_s)
+
+    def begin(self, run_name: str, config: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
+        from mlflow import MlflowClient
+
+        def start() -> dict[str, Any]:
+            client = MlflowClient(tracking_uri=self.store.uri)
+            experiment_id = ensure_experiment(client, self.experiment, self.store.artifact_root)
+            found = find_run(client, experiment_id, run_name)
+            if found is not None:
+                run_id = found.info.run_id
+                client.update_run(run_id, status="RUNNING")
+                log.info("MLflow run %s continues training run %s", run_id, run_name)
+            else:
+                run = client.create_run(experiment_id, run_name=run_name, tags={
+                    RUN_NAME_TAG: run_name, "tsi.task": self.task, "tsi.run_dir": run_dir})
+                run_id = run.info.run_id
+                from mlflow.entities import Param
+
+                params = [Param(k[:250], v[:6000]) for k, v in flatten(config).items()]
+                for start_at in range(0, len(params), 100):
+                    client.log_batch(run_id, params=params[start_at:start_at + 100])
+                client.log_text(run_id, yaml.safe_dump(json.loads(json.dumps(config, default=str)),
+                                                       sort_keys=False), "config.yaml")
+            return {"uri": self.store.uri, "experiment_id": experiment_id, "run_id": run_id,
+                    "run_name": run_name, "run_dir": run_dir}
+
+        with bounded_http(self.settings.probe_timeout_s, retries=0):
+            try:
+                return with_retries("creating the MLflow run", start, 1, self.settings.backoff_s)
+            except Exception as exc:
+                raise TrackingUnavailable(f"could not create the MLflow run in {self.store.uri}: "
+                                          f"{str(exc).splitlines()[0][:300]}") from None
+
+    def epoch_logger(self, handle: Mapping[str, Any]):
+        return _EpochLogger(handle, self.settings.probe_timeout_s)
+
+    def end(self, handle: Mapping[str, Any], export_path: str, summary: Mapping[str, Any]) -> None:
+        from pipelines.tracking.publish import publish_export
+
+        publish_export(self.store, export_path, run_id=handle["run_id"],
+                       register=self.settings.register, retries=self.settings.retries,
+                       backoff_s=self.settings.backoff_s, timeout_s=self.settings.probe_timeout_s)

@@ -1,0 +1,138 @@
+"""The registry layout, the packaged model, lineage tags, and whether two versions compare.
+
+Per task two registered models: ``{task}-candidates``, where training registers every finished
+model and moves alias ``candidate`` to it, and ``{task}``, the production model that only
+promotion writes (alias ``champion``; the replaced one ``previous-champion``). Aliases only, no
+stages: so the training identity can be given no right to move ``champion``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CANDIDATE_ALIAS = "candidate"
+CHAMPION_ALIAS = "champion"
+PREVIOUS_CHAMPION_ALIAS = "previous-champion"
+MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# Tags that must agree for two models' scores to be compared video by video.
+INPUT_TAGS = ("tsi.classes_hash", "tsi.clip", "tsi.media")
+
+
+def candidates_name(task: str) -> str:
+    return f"{task}-candidates"
+
+
+def production_name(task: str) -> str:
+    return task
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def lineage_tags(meta: Mapping[str, Any], export_path: str | Path) -> dict[str, str]:
+    """Version tags from an export's metadata: everything needed to refuse a wrong comparison."""
+    hashes = meta.get("dataset_hashes") or {}
+    tags = {
+        "tsi.task": str(meta.get("task", "")),
+        "tsi.run_name": str(meta.get("run_name", "")),
+        "tsi.model": str(meta.get("model", "")),
+        "tsi.export_sha256": file_sha256(export_path),
+        "tsi.classes_hash": str(hashes.get("classes", "")),
+        "tsi.num_classes": str(len(meta.get("classes", []))),
+        "tsi.train_dataset_hash": str(hashes.get("train", "")),
+        "tsi.selection_dataset_hash": str(hashes.get("selection", "")),
+        "tsi.eval_dataset_hash": str(hashes.get("eval", "")),
+        "tsi.clip": _canonical(meta.get("clip", {})),
+        "tsi.media": _canonical(meta.get("media", {})),
+        "tsi.code_version": str(meta.get("code_version", "")),
+        "tsi.world_size": str(meta.get("world_size", "")),
+        "tsi.config_hash": str(meta.get("config_hash", "")),
+        "tsi.global_step": str(meta.get("global_step", "")),
+    }
+    for key, value in (meta.get("metrics") or {}).items():
+        if key.startswith(("val", "selection_")):
+            tags[f"tsi.metric.{key}"] = f"{float(value):.6g}"
+    return tags
+
+
+def comparable(a: Mapping[str, str], b: Mapping[str, str]) -> tuple[bool, list[str]]:
+    """Whether two versions' scores compare (same class map and input settings), and why not."""
+    reasons = [f"{tag} differs ({a.get(tag, '∅')[:60]} vs {b.get(tag, '∅')[:60]})"
+               for tag in INPUT_TAGS if a.get(tag) != b.get(tag)]
+    return not reasons, reasons
+
+
+def pip_requirements() -> list[str]:
+    """What loading the packaged model needs, pinned to this environment's versions.
+
+    torch is the deployer's choice of build (CPU or CUDA); it is pinned by version only, so the
+    ``+cpu`` local label of a CPU wheel does not force a CPU build onto a GPU server.
+    """
+    from importlib import metadata
+
+    pins = []
+    for name in ("torch", "numpy", "mlflow", "msgpack", "simplejpeg", "webdataset",
+                 "ffmpeg-python", "pyyaml", "pyarrow"):
+        try:
+            version = metadata.version(name).split("+")[0]
+        except metadata.PackageNotFoundError:
+            continue
+        pins.append(f"{name}=={version}")
+    return pins
+
+
+def log_packaged_model(export_path: str | Path) -> Any:
+    """Log the pyfunc (models-from-code) under the active run; returns MLflow's model info."""
+    import mlflow
+
+    return mlflow.pyfunc.log_model(
+        name="model", python_model=str(MODEL_FILE),
+        artifacts={"checkpoint": str(export_path)},
+        code_paths=[str(PACKAGE_ROOT / "tsi_model"), str(PACKAGE_ROOT / "pipelines")],
+        pip_requirements=pip_requirements(), model_config={"top_k": 5})
+
+
+def find_version(client: Any, name: str, export_sha: str) -> Any | None:
+    """A version of ``name`` already made from this export file (so a retry registers once)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    return next((v for v in versions if (v.tags or {}).get("tsi.export_sha256") == export_sha),
+                None)
+
+
+def register(client: Any, model_uri: str, task: str, tags: Mapping[str, str]) -> Any:
+    """A new version of ``{task}-candidates`` with ``tags``; alias ``candidate`` moved to it."""
+    from mlflow.exceptions import MlflowException
+
+    name = candidates_name(task)
+    existing = find_version(client, name, tags["tsi.export_sha256"])
+    if existing is None:
+        try:
+            client.create_registered_model(name, description=(
+                f"Every finished training run of {task}; alias '{CANDIDATE_ALIAS}' is the "
+                f"newest. Promotion copies accepted versions to '{production_name(task)}'."))
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                raise
+        import mlflow
+
+        existing = mlflow.register_model(model_uri, name, tags=dict(tags))
+    client.set_registered_model_alias(name, CANDIDATE_ALIAS, existing.version)
+    return existing
