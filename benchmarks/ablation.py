@@ -77,6 +77,24 @@ def _shards(args: argparse.Namespace) -> Path:
     return shards
 
 
+def _earlier_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Runs of an interrupted earlier invocation with the same recipe (epochs, size, threads)."""
+    import json
+
+    from benchmarks.common import RESULTS_DIR
+
+    path = RESULTS_DIR / f"{args.output}.json"
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    same = all(earlier.get("settings", {}).get(k) == getattr(args, k)
+               for k in ("epochs", "size", "threads"))
+    if not same:
+        raise SystemExit(f"{path} was made with other epochs/size/threads: not resuming")
+    return [r for r in earlier.get("runs", [])
+            if r["variant"] in args.variants and r["seed"] in args.seeds]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,6 +106,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", default="runs/demo", help="the main job's output folder")
     parser.add_argument("--storage", default="/tmp/tsi-bench-ablation")
     parser.add_argument("--output", default="ablation")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in results/OUTPUT.json made with the same "
+                             "epochs, size and threads, and run only the missing ones")
     args = parser.parse_args(argv)
     if args.size // 4 * (args.size // 4) <= 400:
         print(f"note: at size {args.size} res2 has <= 400 positions: fast alignment does not pool")
@@ -99,11 +120,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pipelines.train.trainer import run_training
 
     before = machine_state()
+    runs = _earlier_runs(args) if args.resume else []
+    done = {(r["variant"], r["seed"]) for r in runs}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     shards = _shards(args)
-    runs = []
     for seed in args.seeds:  # seeds outermost: a load change hits every variant alike
         for variant in args.variants:
+            if (variant, seed) in done:
+                continue
             began = time.perf_counter()
             cfg = resolve_config("jobs/configs/train/synthetic_demo.yaml", [
                 f"model.name={variant}", f"seed={seed}", f"epochs={args.epochs}",
@@ -118,12 +142,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "seconds": time.perf_counter() - began})
             write_result(args.output, {"benchmark": "ablation", "settings": vars(args),
                                        "machine_before": before, "partial": True, "runs": runs})
-            print(f"{variant} seed {seed}: top1 {metrics['top1']:.3f} within {metrics['within_pair']:.3f}"
-                  f" reversal {metrics['reversal']:.3f}", flush=True)
+            print(f"{variant} seed {seed}: top1 {metrics['top1']:.3f} within "
+                  f"{metrics['within_pair']:.3f} reversal {metrics['reversal']:.3f}", flush=True)
     ray.shutdown()
 
     def stat(variant: str, key: str) -> str:
         values = [r[key] for r in runs if r["variant"] == variant]
+        if not values:
+            return "—"
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 

@@ -100,8 +100,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(
             f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}"
         )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in data.items():
+        default = _default_of(fields[name])
+        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+            # a partial mapping refines the field's own default, not the nested class's defaults
+            value = merge_trees(dataclasses.asdict(default), value)
         kwargs[name] = _coerce(value, hints[name], f"{where + '.' if where else ''}{name}")
     try:
         return cls(**kwargs)
@@ -109,6 +114,14 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+def _default_of(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

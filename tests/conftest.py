@@ -12,6 +12,7 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
@@ -126,3 +127,72 @@ def mlflow_server(tmp_path_factory):
     finally:
         subprocess.run([os.path.join(repo, "infra/local/stop_mlflow_server.sh"), "--dir",
                         str(folder)], env=env, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def colour_models(ray_local, tmp_path_factory):
+    """Models of clearly different skill on held-out videos, registered in their own sqlite store.
+
+    The colour dataset (4 classes, 32 train / 24 val clips) is learnt to top-1 1.0 by a tiny TSN
+    in 12 in-process steps (~10 s); ``broken`` is that export with every tensor's values shuffled
+    (the nightly alarm's deliberately broken model); ``twin`` the same weights under another run
+    name (a different file, an indistinguishable model); ``relabelled`` the good model with its
+    class list in another order. All but the good one are exports registered as further versions
+    of ``ops-colour-candidates``; the tests name versions explicitly.
+    """
+    import torch
+
+    from colour_videos import write_colour_dataset
+    from pipelines.preprocess.config import resolve_config as preprocess_config
+    from pipelines.preprocess.job import run_preprocess
+    from pipelines.tracking import make_tracking
+    from pipelines.tracking.connection import resolve_store
+    from pipelines.tracking.publish import publish_export
+    from pipelines.train.config import resolve_config
+    from pipelines.train.trainer import run_training
+    from tsi_model.weights import CHECKPOINT_FORMAT, read_state_dict
+
+    root = tmp_path_factory.mktemp("colour")
+    csv_path = write_colour_dataset(root / "videos", {"train": 8, "val": 6})
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    summary = run_preprocess(preprocess_config(
+        os.path.join(repo, "jobs/configs/preprocess/synthetic.yaml"), {
+            "annotations": [str(csv_path)], "videos": str(root / "videos"),
+            "output": str(root / "shards"), "media": {"short_side": 32},
+            "sharding": {"videos_per_shard": 8}}))
+    assert summary.ok and summary.stored == 56
+    storage = root / "runs"
+    cfg = resolve_config(None, tiny_train_overrides(root / "shards", storage, **{
+        "model.name": "tsn_r50", "scaling.num_workers": 0, "epochs": 3, "batches_per_epoch": 4,
+        "run.name": "colour-good", "task": "ops-colour", "tracking.backend": "mlflow",
+        "tracking.backoff_s": 0.5}))
+    good = run_training(cfg, tracking=make_tracking(cfg))
+    store = resolve_store(cfg.tracking, str(storage))
+
+    def variant(name: str, change) -> str:
+        state, meta = read_state_dict(good.export_path)
+        state, meta = change(dict(state), {**meta, "run_name": name})
+        path = storage / name / "model.pt"
+        path.parent.mkdir(parents=True)
+        torch.save({"format": CHECKPOINT_FORMAT, **meta, "state_dict": state}, path)
+        return str(path)
+
+    generator = torch.Generator().manual_seed(0)
+
+    def shuffled(state, meta):
+        return ({k: v.flatten()[torch.randperm(v.numel(), generator=generator)].view_as(v)
+                 if v.is_floating_point() else v for k, v in state.items()}, meta)
+
+    versions = {"good": "1"}
+    exports = {"good": good.export_path}
+    def relabelled(state, meta):
+        hashes = {**meta["dataset_hashes"], "classes": "another class map"}
+        return state, {**meta, "classes": meta["classes"][::-1], "dataset_hashes": hashes}
+
+    for name, change in (("broken", shuffled), ("twin", lambda s, m: (s, m)),
+                         ("relabelled", relabelled)):
+        exports[name] = variant(f"colour-{name}", change)
+        versions[name] = str(publish_export(store, exports[name], retries=1).version)
+    return {"shards": root / "shards", "storage": storage, "uri": store.uri, "task": "ops-colour",
+            "versions": versions, "exports": exports, "videos": root / "videos",
+            "good_top1": good.metrics.get("val_top1")}

@@ -73,3 +73,12 @@ def test_every_shipped_config_resolves():
         cfg = resolve_config(path)
         assert cfg.videos_per_shard() >= 1, path
     assert load_config(DemoConfig, "jobs/configs/demo.yaml").synthetic.num_pairs == 4
+
+
+def test_a_partial_override_refines_the_fields_own_default():
+    """``synthetic.height=32`` keeps the demo's other synthetic settings (its eval split)."""
+    from jobs.demo import DemoConfig
+
+    cfg = load_config(DemoConfig, None, ["synthetic.height=32"])
+    assert cfg.synthetic.height == 32 and cfg.synthetic.splits == ("train", "eval")
+    assert cfg.synthetic.videos_per_class == DemoConfig().synthetic.videos_per_class

@@ -49,8 +49,11 @@ def check_class_map(meta: dict, dataset_root: str, what: str) -> tuple[str, ...]
     shards = ClassMap.parse(storage.read_bytes(contract.CLASSES).decode("utf-8"),
                             where=storage.uri(contract.CLASSES))
     if tuple(meta["classes"]) != shards.names:
-        raise ClassMapMismatch(f"{what} predicts {len(meta['classes'])} classes that differ from "
-                               f"{storage.uri(contract.CLASSES)} ({len(shards)} classes)")
+        same_set = sorted(meta["classes"]) == sorted(shards.names)
+        how = "the same classes in another order" if same_set else (
+            f"{len(meta['classes'])} classes that differ")
+        raise ClassMapMismatch(f"{what} predicts {how} than {storage.uri(contract.CLASSES)} "
+                               f"({len(shards)} classes)")
     return shards.names
 
 

@@ -12,20 +12,12 @@ import os
 import time
 from typing import Any
 
+from pipelines.cluster import ensure_ray
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.io import STORAGE_ENV
 from pipelines.preprocess.worker import ShardReport, ShardTask, write_shard
 
 log = logging.getLogger("tsi.preprocess")
-
-
-def ensure_ray() -> Any:
-    """The ``ray`` module, connected: ``RAY_ADDRESS`` if set, else a local or new instance."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None)
-    return ray
 
 
 def task_options(cfg: PreprocessConfig, remote_io: bool) -> dict[str, Any]:

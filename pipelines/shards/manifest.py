@@ -12,11 +12,13 @@ stored; ``warning`` flags kept-but-suspicious inputs (truncated, cut at ``max_fr
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 OK = "ok"
 REJECTED = "rejected"
@@ -129,3 +131,14 @@ def dataset_hash(manifest_table: pa.Table, class_names: Iterable[str],
         digest.update(json.dumps([key, status, label, shard], ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def read_split(storage: Any, split: str) -> tuple[pa.Table, list[str]]:
+    """A split's manifest (``{split}/manifest.parquet`` under a ``pipelines.io.Storage``) and
+    the keys of its stored samples, in manifest order."""
+    from pipelines.shards import contract
+
+    table = pq.read_table(io.BytesIO(storage.read_bytes(f"{split}/{contract.MANIFEST}")))
+    keys = [k for k, s in zip(table.column("key").to_pylist(), table.column("status").to_pylist())
+            if s == OK]
+    return table, keys

@@ -18,15 +18,19 @@ import contextlib
 import json
 import logging
 import time
-from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from pipelines.tracking.connection import (
-    Store, TrackingUnavailable, bounded_http, probe, resolve_store,
+    Store,
+    TrackingUnavailable,
+    bounded_http,
+    probe,
+    resolve_store,
 )
 from pipelines.train.config import TrackingSettings
 

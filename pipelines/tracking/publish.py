@@ -15,11 +15,19 @@ from typing import Any
 import numpy as np
 
 from pipelines.tracking.backend import (
-    PENDING_FILE, RUN_NAME_TAG, ensure_experiment, find_run, with_retries,
+    PENDING_FILE,
+    RUN_NAME_TAG,
+    ensure_experiment,
+    find_run,
+    with_retries,
 )
 from pipelines.tracking.connection import Store, bounded_http
 from pipelines.tracking.registry import (
-    CANDIDATE_ALIAS, candidates_name, find_version, lineage_tags, log_packaged_model,
+    CANDIDATE_ALIAS,
+    candidates_name,
+    find_version,
+    lineage_tags,
+    log_packaged_model,
 )
 from pipelines.tracking.registry import register as register_version
 
@@ -72,8 +80,8 @@ def _reports(client: Any, run_id: str, meta: dict[str, Any], export_path: Path) 
     """classes.json, dataset stats, per-class table, training curves and confusion matrix."""
     import matplotlib.pyplot as plt
 
-    from pipelines.evaluation.metrics import classification_metrics
-    from pipelines.tracking.plots import confusion_matrix, training_curves
+    from pipelines.tracking.plots import training_curves
+    from pipelines.tracking.reports import log_classification_report
 
     classes = list(meta["classes"])
     client.log_dict(run_id, {"format": "tsi-classes", "version": 1,
@@ -91,18 +99,8 @@ def _reports(client: Any, run_id: str, meta: dict[str, Any], export_path: Path) 
         log.warning("no %s beside %s: confusion matrix and per-class table skipped",
                     PREDICTIONS_FILE, export_path)
         return
-    metrics = classification_metrics(preds, len(classes))
-    support = metrics.confusion.sum(axis=1)
-    client.log_table(run_id, {
-        "class": classes, "videos": [int(n) for n in support],
-        "accuracy": [a if a is not None else float("nan") for a in metrics.per_class_accuracy],
-        "predicted_most_as": [classes[int(np.argmax(row))] if row.sum() else ""
-                              for row in metrics.confusion]}, "per_class_accuracy.json")
-    figure = confusion_matrix(metrics.confusion, classes,
-                              f"{meta.get('run_name', '')}: evaluation split, top-1 "
-                              f"{metrics.top1:.3f} ({metrics.videos} videos)")
-    client.log_figure(run_id, figure, "plots/confusion_matrix.png")
-    plt.close(figure)
+    log_classification_report(client, run_id, preds, classes,
+                              f"{meta.get('run_name', '')}: evaluation split")
 
 
 def _run_for(client: Any, store: Store, meta: dict[str, Any], run_id: str | None) -> str:

@@ -6,11 +6,8 @@ video and the carving is the same on every rank, every run and every machine.
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
-
-import pyarrow.parquet as pq
 
 from pipelines.data.classes import ClassMap
 from pipelines.io import Storage
@@ -51,13 +48,6 @@ def keep_selection(cfg: DataConfig) -> SelectionFilter:
     return SelectionFilter(cfg.selection_fraction, selected=True)
 
 
-def _ok_keys(storage: Storage, split: str):
-    table = pq.read_table(io.BytesIO(storage.read_bytes(f"{split}/{contract.MANIFEST}")))
-    keys = [k for k, s in zip(table.column("key").to_pylist(), table.column("status").to_pylist())
-            if s == manifest.OK]
-    return table, keys
-
-
 def open_dataset(cfg: DataConfig) -> DatasetView:
     """Read ``classes.json`` and the manifests once, on the driver, before workers start."""
     if not cfg.root:
@@ -70,8 +60,8 @@ def open_dataset(cfg: DataConfig) -> DatasetView:
                                     "for that split first")
     classes = ClassMap.parse(storage.read_bytes(contract.CLASSES).decode("utf-8"),
                              where=storage.uri(contract.CLASSES))
-    train_table, train_keys = _ok_keys(storage, cfg.train_split)
-    eval_table, eval_keys = _ok_keys(storage, cfg.eval_split)
+    train_table, train_keys = manifest.read_split(storage, cfg.train_split)
+    eval_table, eval_keys = manifest.read_split(storage, cfg.eval_split)
     selection = keep_selection(cfg)
     n_selection = sum(1 for k in train_keys if selection(k)) if cfg.selection_fraction else 0
     keep = keep_train(cfg)

@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Protocol
 
 from pipelines.data.annotations import csvlist, hmdb51, kinetics, something, ucf101
-from pipelines.data.annotations._common import REASONS, AnnotationError, FileIndex, expand_inputs
+from pipelines.data.annotations._common import (
+    REASONS, VIDEO_EXTENSIONS, AnnotationError, FileIndex, expand_inputs,
+)
 from pipelines.data.records import Annotations
 
-__all__ = ["ANNOTATION_FORMATS", "REASONS", "AnnotationError", "Reader", "read_annotations"]
+__all__ = ["ANNOTATION_FORMATS", "REASONS", "VIDEO_EXTENSIONS", "AnnotationError", "Reader",
+           "read_annotations"]
 
 
 class Reader(Protocol):

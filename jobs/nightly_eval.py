@@ -1,0 +1,62 @@
+"""Nightly evaluation of the champion (and the candidate), with a regression alarm.
+
+    python -m jobs.nightly_eval --task tsi-kinetics400 --data /data/k400-shards [--split val]
+        [--tolerance 0.02] [--accept-data-change] [--promote] [key.sub=value ...]
+
+Scores ``{task}@champion`` and, if present, ``{task}-candidates@candidate`` on the configured
+shards with the evaluation engine, one run per model in the ``nightly-eval`` experiment, and
+compares the champion with the previous night's champion run. The first night records a
+baseline. ``--promote`` then sends the candidate through the promotion gate. Config:
+``pipelines.ops.nightly.NightlyConfig``.
+
+Exit status: 0 no alarm (or the first night); 1 failed; 2 bad input or the store does not
+answer; 3 alarm: top-1 fell by more than the tolerance, the evaluation data changed (dataset
+hash) without ``--accept-data-change``, or the champion cannot be loaded.
+"""
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.ops import cli
+
+    p = cli.parser("python -m jobs.nightly_eval", __doc__)
+    p.add_argument("--task", help="task name: the registered models {task}-candidates, {task}")
+    p.add_argument("--tolerance", type=float, help="largest top-1 drop that is not an alarm")
+    p.add_argument("--accept-data-change", action="store_true",
+                   help="a changed evaluation set becomes the new baseline")
+    p.add_argument("--promote", action="store_true", help="gate the candidate afterwards")
+    cli.add_eval_flags(p)
+    cli.add_store_flags(p)
+    cli.add_overrides(p)
+    args = p.parse_args(argv)
+
+    def body() -> int:
+        from pipelines.ops.nightly import NightlyConfig, run_nightly
+        from pipelines.report import format_table, start_job_logging
+
+        start_job_logging()
+        cfg = cli.resolve(NightlyConfig, args, {
+            "task": "task", "tolerance": "tolerance", "accept_data_change": "accept_data_change",
+            "promote": "promote", **cli.EVAL_FLAGS, **cli.STORE_FLAGS})
+        report = run_nightly(cfg)
+        rows = [{"alias": alias, "model": s.model.label, "top-1": s.metrics.top1,
+                 "videos": s.metrics.videos, "MLflow run": s.run_id}
+                for alias, s in (("champion", report.champion), ("candidate", report.candidate))
+                if s is not None]
+        if rows:
+            print(format_table(rows))
+        print(f"nightly {report.task}: {report.status}: {report.message}")
+        if report.promotion is not None:
+            print(report.promotion.table())
+        if report.alarm:
+            print(f"error: nightly alarm for {report.task}: {report.message}", file=sys.stderr)
+            return cli.EXIT_DECISION
+        return cli.EXIT_OK
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Operations against a real sqlite registry and real Ray: evaluate, promote, race, roll back,
+nightly. Models come from the ``colour_models`` fixture (good, broken, twin, relabelled)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _client(world):
+    from mlflow import MlflowClient
+
+    return MlflowClient(world["uri"])
+
+
+def _store_args(world) -> list[str]:
+    return ["--tracking-uri", world["uri"], "--data", str(world["shards"]), "eval.parts=1"]
+
+
+def _candidate(world, name: str) -> str:
+    return f"models:/ops-colour-candidates/{world['versions'][name]}"
+
+
+def _promote_cfg(world, name: str, **extra):
+    from pipelines.ops.evaluate import EvalSettings
+    from pipelines.ops.gate import GateConfig
+    from pipelines.ops.promote import PromoteConfig
+    from pipelines.ops.store import StoreSettings
+
+    gate = extra.pop("gate", GateConfig(min_gain=0.05, resamples=2000))
+    return PromoteConfig(task=world["task"], candidate=_candidate(world, name), gate=gate,
+                         eval=EvalSettings(data=str(world["shards"]), parts=1),
+                         store=StoreSettings(tracking_uri=world["uri"]), settle_s=0.5, **extra)
+
+
+def _champion(world) -> tuple[str | None, str | None]:
+    from pipelines.ops.promote import _alias_version
+
+    client = _client(world)
+    return (_alias_version(client, world["task"], "champion"),
+            _alias_version(client, world["task"], "previous-champion"))
+
+
+def _make_champion(world, name: str) -> str:
+    """Test set-up, as an operator would: ``name``'s copy in ``{task}`` becomes champion."""
+    client = _client(world)
+    copies = [v.version for v in client.search_model_versions(f"name = '{world['task']}'")
+              if v.tags.get("tsi.run_name") == f"colour-{name}"]
+    if copies:
+        version = str(copies[0])
+    else:
+        try:
+            client.create_registered_model(world["task"])
+        except Exception:  # already there
+            pass
+        copied = client.copy_model_version(_candidate(world, name), world["task"])
+        version = str(copied.version)
+        client.set_model_version_tag(world["task"], version, "tsi.run_name", f"colour-{name}")
+    client.set_registered_model_alias(world["task"], "champion", version)
+    return version
+
+
+def test_evaluate_scores_each_video_once_and_records_a_comparable_run(colour_models, capsys):
+    from jobs.evaluate import main
+    from pipelines.ops.evaluate import load_predictions
+
+    world = colour_models
+    code = main(["--model", _candidate(world, "good"), *_store_args(world), "eval.parts=2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    client = _client(world)
+    experiment = client.get_experiment_by_name("ops-colour-evaluation")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                             max_results=1)[0]
+    assert run.data.metrics["top1"] == 1.0 and run.data.metrics["videos"] == 24
+    assert run.data.tags["tsi.model_version"] == world["versions"]["good"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        "predictions.parquet", "per_class_accuracy.json", "plots"}
+    preds = load_predictions(client, run.info.run_id)
+    assert len(preds) == 24 and len(set(preds.keys)) == 24
+    # an export file scores the same; a model with another class map is refused (exit 2)
+    assert main(["--model", world["exports"]["good"], *_store_args(world)]) == 0
+    assert main(["--model", _candidate(world, "relabelled"), *_store_args(world)]) == 2
+    assert "in another order" in capsys.readouterr().err
+
+
+def test_promotion_gate_rollback_and_recorded_decisions(colour_models, capsys):
+    from jobs.promote import main
+    from pipelines.ops.gate import GateConfig
+    from pipelines.ops.promote import PromotionRefused, promote, rollback
+
+    world = colour_models
+    client = _client(world)
+    versions = world["versions"]
+    # no champion yet: the broken model is below the floor (exit 3), then accepted at floor 0
+    assert main(["--task", world["task"], "--candidate", _candidate(world, "broken"),
+                 *_store_args(world), "gate.absolute_floor=0.9"]) == 3
+    assert "below the floor" in capsys.readouterr().out
+    first = promote(_promote_cfg(world, "broken", gate=GateConfig(absolute_floor=0.0)))
+    assert first.promoted and _champion(world) == (first.promoted_version, None)
+
+    better = promote(_promote_cfg(world, "good"))  # 1.0 against a shuffled model
+    assert better.promoted, better.table()
+    assert better.decision.lower_bound > 0.3
+    assert _champion(world) == (better.promoted_version, first.promoted_version)
+    copied = client.get_model_version(world["task"], better.promoted_version).tags
+    assert copied["tsi.replaced_version"] == first.promoted_version
+    assert copied["tsi.train_dataset_hash"] and copied["tsi.copied_from"].endswith(versions["good"])
+    decision = client.get_model_version("ops-colour-candidates", versions["good"]).tags
+    assert decision["tsi.promotion.decision"] == "pass"
+    assert decision["tsi.gate.lower_bound"] and decision["tsi.promotion.champion_eval_run"]
+
+    for name in ("twin", "broken"):  # the same weights again, and a worse model: not promoted
+        result = promote(_promote_cfg(world, name))
+        assert not result.promoted and result.decision is not None, name
+        tags = client.get_model_version("ops-colour-candidates", versions[name]).tags
+        assert tags["tsi.promotion.decision"] == "fail", name
+    assert _champion(world) == (better.promoted_version, first.promoted_version)
+
+    experiment = client.get_experiment_by_name("ops-colour-evaluation")
+    runs_before = len(client.search_runs([experiment.experiment_id]))
+    with pytest.raises(PromotionRefused, match="differ|cannot be compared"):
+        promote(_promote_cfg(world, "relabelled"))
+    assert len(client.search_runs([experiment.experiment_id])) == runs_before  # nothing scored
+
+    assert "to v" + first.promoted_version in rollback(_promote_cfg(world, "good"))
+    assert _champion(world) == (first.promoted_version, None)
+    assert main(["--task", world["task"], "--rollback", *_store_args(world)]) == 2
+    assert "nothing to roll back" in capsys.readouterr().err
+
+
+def test_two_racing_promotions_leave_one_champion_that_passed_against_its_predecessor(
+        colour_models):
+    from pipelines.ops.promote import promote
+
+    world = colour_models
+    start = _make_champion(world, "broken")
+    barrier = threading.Barrier(2, timeout=120)
+    results: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        results[name] = promote(_promote_cfg(world, name), before_commit=barrier.wait)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("good", "twin")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    won = [name for name, result in results.items() if result.promoted]
+    assert len(results) == 2 and len(won) == 1, {k: v.message for k, v in results.items()}
+    lost = ({"good", "twin"} - set(won)).pop()
+    assert "not promoted" in results[lost].message
+    champion, previous = _champion(world)
+    client = _client(world)
+    tags = client.get_model_version(world["task"], champion).tags
+    assert champion == results[won[0]].promoted_version
+    assert previous == tags["tsi.replaced_version"] == start
+    assert tags["tsi.promotion.against_version"] == start
+    lost_tags = client.get_model_version("ops-colour-candidates", world["versions"][lost]).tags
+    assert lost_tags["tsi.promotion.decision"] == "conflict"
+    assert "tsi.promotion_lease" not in client.get_registered_model(world["task"]).tags
+
+
+def test_nightly_baseline_stable_regression_and_data_change(colour_models, capsys):
+    from jobs.nightly_eval import main
+
+    world = colour_models
+    client = _client(world)
+    champion = _make_champion(world, "good")
+    broken = _make_champion(world, "broken")
+    client.set_registered_model_alias(world["task"], "champion", champion)
+    args = ["--task", world["task"], *_store_args(world), "evaluate_candidate=false"]
+    assert main(args) == 0 and "baseline" in capsys.readouterr().out  # first night
+    assert main(args) == 0 and ": ok:" in capsys.readouterr().out  # a stable night
+    client.set_registered_model_alias(world["task"], "champion", broken)  # a bad deploy
+    assert main(args) == 3 and "fell" in capsys.readouterr().err
+    client.set_registered_model_alias(world["task"], "champion", champion)
+    assert main([*args, "--split", "train"]) == 3
+    assert "evaluation data changed" in capsys.readouterr().err
+    assert main([*args, "--split", "train", "--accept-data-change"]) == 0
+    client.delete_registered_model_alias(world["task"], "champion")
+    assert main(args) == 3 and "cannot be evaluated" in capsys.readouterr().err
+    client.set_registered_model_alias(world["task"], "champion", champion)
+    runs = client.search_runs([client.get_experiment_by_name("nightly-eval").experiment_id])
+    statuses = sorted(r.data.tags.get("tsi.nightly.status", "") for r in runs)
+    assert statuses.count("regression") == 1 and statuses.count("data_changed") == 1
