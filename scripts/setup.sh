@@ -11,6 +11,8 @@
 #   TSI_TORCH_INDEX_URL  extra index for torch, e.g. PyTorch's CPU or cu12x wheel index on a
 #                        machine with internet (leave unset to take what pip finds)
 #   TSI_SKIP_APT=1       never call apt-get (then ffmpeg/ffprobe must already be on PATH)
+#   TSI_LOCK=1           install the exact versions CI tested (infra/constraints.txt, written by
+#                        scripts/lock.sh) instead of resolving the newest that pyproject allows
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TSI_VENV:-$ROOT/.venv}"
@@ -33,9 +35,11 @@ ensure_ffmpeg() {
   fi
 }
 
+LOCK_FILE="$ROOT/infra/constraints.txt"
 stamp_of() {
   cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-16
-  echo "$TORCH_SPEC ${TSI_TORCH_INDEX_URL:-}"
+  echo "$TORCH_SPEC ${TSI_TORCH_INDEX_URL:-} lock=${TSI_LOCK:-0}"
+  if [[ "${TSI_LOCK:-0}" == 1 ]]; then sha256sum "$LOCK_FILE" | cut -c1-16; fi
 }
 
 # DeepSpeed's CPU accelerator JIT-compiles its shared-memory comm op at the first
@@ -68,6 +72,10 @@ log "installing $TORCH_SPEC"
 # Pin exactly the torch we got so no later resolver swaps it for another build.
 CONSTRAINTS="$VENV/tsi-constraints.txt"
 "$VENV/bin/python" -c 'import torch; print("torch==" + torch.__version__)' > "$CONSTRAINTS"
+if [[ "${TSI_LOCK:-0}" == 1 ]]; then
+  log "pinning every other package to $LOCK_FILE"
+  grep -v -E '^(#|torch==)' "$LOCK_FILE" >> "$CONSTRAINTS"
+fi
 
 log "installing deepspeed (no build isolation, ops JIT-built on first use)"
 DS_BUILD_OPS=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-build-isolation deepspeed
