@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-JOBS = ("evaluate", "promote", "nightly_eval", "predict", "register")
+JOBS = ("evaluate", "promote", "nightly_eval", "predict", "register", "grant_access")
 
 
 @pytest.mark.parametrize("job", JOBS)

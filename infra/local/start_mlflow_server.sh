@@ -7,7 +7,8 @@
 #       [--basic-auth] [-- MLFLOW_SERVER_ARGS...]
 #
 # --dir holds mlflow.db, artifacts/, server.pid and server.log. --basic-auth starts MLflow's
-# basic-auth app (the admin password must be in MLFLOW_AUTH_ADMIN_PASSWORD on first start).
+# basic-auth app (the admin password must be in MLFLOW_AUTH_ADMIN_PASSWORD on first start; the
+# Flask secret for its CSRF protection is MLFLOW_FLASK_SERVER_SECRET_KEY, else kept in DIR).
 # Environment: MLFLOW_SERVER_PORT, MLFLOW_SERVER_DIR, MLFLOW_SERVER_START_TIMEOUT.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ while [[ $# -gt 0 ]]; do
     --dir) dir="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
     --basic-auth) auth=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -56,8 +57,18 @@ database_uri = sqlite:///$dir/basic_auth.db
 admin_username = admin
 admin_password = ${MLFLOW_AUTH_ADMIN_PASSWORD:?set MLFLOW_AUTH_ADMIN_PASSWORD for --basic-auth}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+# one worker: caching verified credentials has no cross-worker staleness; PBKDF2 per request
+# otherwise dominates a busy 2-core machine
+auth_cache_ttl_seconds = 60
 INI
     chmod 600 "$MLFLOW_AUTH_CONFIG_PATH"
+  fi
+  # the auth app's CSRF protection needs a static Flask secret: the caller's, else one kept in DIR
+  if [[ -z "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ]]; then
+    secret_file="$dir/flask_secret"
+    [[ -s "$secret_file" ]] || (umask 077; python -c 'import secrets; print(secrets.token_hex(32))' >"$secret_file")
+    MLFLOW_FLASK_SERVER_SECRET_KEY="$(cat "$secret_file")"
+    export MLFLOW_FLASK_SERVER_SECRET_KEY
   fi
 fi
 args+=(${extra[@]+"${extra[@]}"})

@@ -1,0 +1,81 @@
+"""Who may write what in an MLflow server with basic-auth: the registry layout made enforceable.
+
+Per task (``registry``'s layout), run by an admin before any training:
+
+- both registered models are created **by the admin**, so neither identity owns (and could
+  re-grant) them: the creator of a registered model gets MANAGE on it;
+- the **training** identity gets EDIT on ``{task}-candidates`` (new versions, the
+  ``candidate`` alias) and READ on ``{task}``: it can never move ``champion``;
+- the **promotion** identity (promotion, rollback and nightly jobs) gets EDIT on ``{task}``
+  (copied versions, ``champion``/``previous-champion``, the lease tag) and on
+  ``{task}-candidates`` (the decision tags it writes on candidate versions);
+- anonymous requests get nothing: the basic-auth app answers 401 without credentials.
+
+Users are created when missing; an existing user's password is updated (so a rotated Kubernetes
+Secret takes effect by re-running this). Passwords come from the environment, never from files
+in the repository.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.tracking.registry import candidates_name, production_name
+
+log = logging.getLogger("tsi.tracking")
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    password: str
+
+
+def _ensure_user(auth: Any, who: Identity) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        auth.create_user(who.username, who.password)
+        log.info("created MLflow user %s", who.username)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "exists" not in str(exc):
+            raise
+        auth.update_user_password(who.username, who.password)
+        log.info("MLflow user %s exists; password updated", who.username)
+
+
+def _ensure_model(client: Any, name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description=description)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+
+
+def grant_task_access(tracking_uri: str, task: str, trainer: Identity, promoter: Identity
+                      ) -> dict[str, dict[str, str]]:
+    """Create users and both registered models, grant as above; returns who has what.
+
+    Must run with admin credentials in ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``.
+    """
+    from mlflow import MlflowClient
+    from mlflow.server.auth.client import AuthServiceClient
+
+    if trainer.username == promoter.username:
+        raise ValueError("the training and promotion identities must differ")
+    auth = AuthServiceClient(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    for who in (trainer, promoter):
+        _ensure_user(auth, who)
+    candidates, production = candidates_name(task), production_name(task)
+    _ensure_model(client, candidates, f"Every finished training run of {task} (alias candidate).")
+    _ensure_model(client, production, f"Production model of {task}; only promotion writes here.")
+    grants = {trainer.username: {candidates: "EDIT", production: "READ"},
+              promoter.username: {candidates: "EDIT", production: "EDIT"}}
+    for username, models in grants.items():
+        for name, permission in models.items():
+            auth.grant_user_permission(username, "registered_model", name, permission)
+    return grants
