@@ -30,10 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one line for the user; the traceback is in the log above
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print("[4/4] eval split, 1x1 (top-1 over all classes; pair accuracy: the predicted class is "
-          "in the true order-pair; within pair = top-1 / pair accuracy):")
+    print("summary: eval split, 1x1 (top-1 over all classes; pair accuracy: the predicted class "
+          "is in the true order-pair; within pair = top-1 / pair accuracy):")
     print(report.table())
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()))
+    print(f"shards: {report.shards}")
+    if report.champion:
+        print(f"champion: {report.champion}; {report.prediction}")
     if report.tracking_uri:
         print(f"MLflow store: {report.tracking_uri}; open the UI with: mlflow ui "
               f"--backend-store-uri '{report.tracking_uri}' --host 127.0.0.1 --port 5000")

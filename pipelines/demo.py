@@ -1,4 +1,4 @@
-"""The main job on embedded defaults: generate → preprocess → train TSI and TSN → compare them.
+"""The main job on embedded defaults: generate → preprocess → train TSI and TSN → compare → gate.
 
 What a newcomer runs first (``python -m jobs.demo``), and the platform's own proof that the
 paper's claim holds on data nobody tuned for: every video of the generated dataset has a twin in
@@ -8,11 +8,15 @@ within each pair while a temporal model (TSI) tells a motion from its reverse.
 1. ``pipelines.synthetic`` writes real H.264 files and a Kinetics-format CSV (train + eval);
 2. the Ray preprocessing job writes shards (a re-run resumes: complete shards are skipped);
 3. Ray Train + DeepSpeed trains each model with the same recipe, steps and data;
-4. each export is evaluated on the eval split (``1x1``), which no choice ever looked at.
+4. each export is evaluated on the eval split (``1x1``), which no choice ever looked at;
+5. with MLflow tracking (the demo config's default), each registered candidate goes through the
+   promotion gate on the eval split in turn (TSI first: the first champion must reach
+   ``gate.absolute_floor``; TSN then has to beat it), and the champion predicts one eval video.
 
 With the demo config's ``tracking.backend: mlflow`` each run is an MLflow run in the embedded
 sqlite store under ``{output}/train/mlflow`` (or ``MLFLOW_TRACKING_URI``), registered as a
-candidate of ``demo-tsi`` / ``demo-tsn``.
+candidate of ``{task}`` (``demo``). A second invocation reuses the shards, trains under new run
+names and sends the new versions through the same gate against the champion.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.ops.gate import GateConfig
 from pipelines.synthetic import PAIRS, SyntheticConfig, class_names
 
 
@@ -41,6 +46,8 @@ class DemoConfig:
     train_overrides: tuple[str, ...] = ()
     workers: int = 2
     eval_split: str = "eval"
+    task: str = "demo"  # every model is a candidate of this one task: they compete for champion
+    gate: GateConfig = field(default_factory=lambda: GateConfig(absolute_floor=0.5))
 
 
 @dataclass
@@ -50,6 +57,8 @@ class ModelOutcome:
     export_path: str
     train_seconds: float
     metrics: dict[str, float]
+    version: str | None = None  # its version of {task}-candidates (MLflow tracking only)
+    decision: str = ""  # what the promotion gate said
 
 
 @dataclass
@@ -58,6 +67,8 @@ class DemoReport:
     outcomes: list[ModelOutcome]
     seconds: dict[str, float]
     tracking_uri: str | None = None  # the MLflow store the runs went to, when they did
+    champion: str | None = None  # models:/{task}/N after the gate
+    prediction: str = ""  # the champion's top-5 on one eval video
 
     def table(self) -> str:
         from pipelines.report import format_table
@@ -65,7 +76,8 @@ class DemoReport:
         rows = [{"model": o.model, "eval top-1": o.metrics["top1"],
                  "pair accuracy": o.metrics["pair_accuracy"],
                  "within pair": o.metrics["within_pair"], "top-5": o.metrics["top5"],
-                 "train s": o.train_seconds, "export": o.export_path} for o in self.outcomes]
+                 "train s": o.train_seconds, "candidate": f"v{o.version}" if o.version else "",
+                 "gate": o.decision} for o in self.outcomes]
         return format_table(rows)
 
 
@@ -91,7 +103,7 @@ def _train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path
 
     overrides = [*cfg.train_overrides, f"model.name={model}", f"data.root={shards}",
                  f"data.eval_split={cfg.eval_split}", f"run.storage_path={storage}",
-                 f"scaling.num_workers={cfg.workers}", f"task=demo-{model.split('_')[0]}"]
+                 f"scaling.num_workers={cfg.workers}", f"task={cfg.task}"]
     began = time.perf_counter()
     train_cfg = resolve_config(cfg.train_config, overrides)
     result = run_training(train_cfg, tracking=make_tracking(train_cfg))
@@ -101,7 +113,55 @@ def _train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path
                          PAIRS[:cfg.synthetic.num_pairs])
     metrics: dict[str, Any] = {**pairs, "top5": evaluation.metrics.top5,
                                "videos": evaluation.metrics.videos}
-    return ModelOutcome(model, result.run_name, result.export_path, seconds, metrics)
+    return ModelOutcome(model, result.run_name, result.export_path, seconds, metrics,
+                        _registered_version(train_cfg, result.export_path))
+
+
+def _registered_version(train_cfg: Any, export_path: str) -> str | None:
+    """The ``{task}-candidates`` version made from this export (None without MLflow)."""
+    if train_cfg.tracking.backend != "mlflow" or not train_cfg.tracking.register:
+        return None
+    from mlflow import MlflowClient
+
+    from pipelines.tracking.connection import resolve_store
+    from pipelines.tracking.registry import candidates_name, file_sha256, find_version
+
+    store = resolve_store(train_cfg.tracking, train_cfg.run.storage_path)
+    version = find_version(MlflowClient(store.uri), candidates_name(train_cfg.task),
+                           file_sha256(export_path))
+    return str(version.version) if version else None
+
+
+def _gate_and_predict(cfg: DemoConfig, report: DemoReport, shards: Path, storage: Path) -> None:
+    """Each candidate through the promotion gate in turn, then the champion on one eval video."""
+    from pipelines.ops.evaluate import EvalSettings
+    from pipelines.ops.predict import PredictConfig, run_predict
+    from pipelines.ops.promote import PromoteConfig, promote
+    from pipelines.ops.store import StoreSettings
+
+    store = StoreSettings(tracking_uri=report.tracking_uri, storage=str(storage))
+    settings = EvalSettings(data=str(shards), split=cfg.eval_split, parts=cfg.workers)
+    for outcome in report.outcomes:
+        if outcome.version is None:
+            continue
+        result = promote(PromoteConfig(task=cfg.task, gate=cfg.gate, eval=settings, store=store,
+                                       candidate=f"models:/{cfg.task}-candidates/"
+                                                 f"{outcome.version}"))
+        why = result.decision.reason if result.decision else result.message
+        outcome.decision = (f"promoted (v{result.promoted_version})" if result.promoted
+                            else f"refused: {why}")
+        print(f"[4/5] gate for {outcome.model} v{outcome.version}: {outcome.decision}", flush=True)
+    champion = f"models:/{cfg.task}@champion"
+    videos = sorted((shards.parent / "videos" / cfg.eval_split).glob("*.mp4"))[:1]
+    try:
+        [pred] = run_predict(PredictConfig(model=champion, videos=(str(videos[0]),), store=store))
+    except Exception as exc:  # no champion (every gate refused), or no video: say so
+        report.prediction = f"no prediction with {champion}: {exc}"
+    else:
+        report.champion = champion
+        report.prediction = f"{videos[0].name}: " + ", ".join(
+            f"{label} {p:.3f}" for label, p in zip(pred.labels, pred.probabilities))
+    print(f"[5/5] {champion} on one eval video: {report.prediction}", flush=True)
 
 
 def run_demo(cfg: DemoConfig) -> DemoReport:
@@ -117,20 +177,25 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     began = time.perf_counter()
     csv_path = write_dataset(cfg.synthetic, videos, workers=cfg.workers)
     seconds["generate"] = time.perf_counter() - began
-    print(f"[1/4] synthetic dataset: {csv_path} ({len(class_names(cfg.synthetic))} classes, "
+    print(f"[1/5] synthetic dataset: {csv_path} ({len(class_names(cfg.synthetic))} classes, "
           f"{seconds['generate']:.0f} s)", flush=True)
     began = time.perf_counter()
     preprocess_dataset(cfg, csv_path, videos, shards)
     seconds["preprocess"] = time.perf_counter() - began
-    print(f"[2/4] shards under {shards} ({seconds['preprocess']:.0f} s)", flush=True)
+    print(f"[2/5] shards under {shards} ({seconds['preprocess']:.0f} s)", flush=True)
     outcomes = []
     for model in cfg.models:
         outcome = _train_and_evaluate(cfg, model, shards, root / "train")
         seconds[f"train {model}"] = outcome.train_seconds
         outcomes.append(outcome)
-        print(f"[3/4] {model}: eval top-1 {outcome.metrics['top1']:.3f}, within pair "
+        print(f"[3/5] {model}: eval top-1 {outcome.metrics['top1']:.3f}, within pair "
               f"{outcome.metrics['within_pair']:.3f} ({outcome.train_seconds:.0f} s)", flush=True)
-    return DemoReport(str(shards), outcomes, seconds, _tracking_uri(cfg, root / "train"))
+    report = DemoReport(str(shards), outcomes, seconds, _tracking_uri(cfg, root / "train"))
+    if report.tracking_uri:
+        began = time.perf_counter()
+        _gate_and_predict(cfg, report, shards, root / "train")
+        seconds["gate and predict"] = time.perf_counter() - began
+    return report
 
 
 def _tracking_uri(cfg: DemoConfig, storage: Path) -> str | None:

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
                       "pipelines.evaluation", "pipelines.train", "pipelines.tracking"},
     "pipelines.demo": {"pipelines.config", "pipelines.report", "pipelines.synthetic",
                        "pipelines.preprocess", "pipelines.train", "pipelines.evaluation",
-                       "pipelines.tracking"},
+                       "pipelines.tracking", "pipelines.ops"},
 }
 FORBIDDEN_IN_MODEL = ("ray", "mlflow", "ffmpeg", "deepspeed", "webdataset", "pipelines", "jobs")
 
