@@ -221,3 +221,27 @@ def test_ray_job_submit_preprocess(ray_head: Head, tmp_path: Path):
             assert meta["num_frames"] == 8 and min(meta["width"], meta["height"]) == 64
             assert s["frames.msgpack"]
     print(f"ray job submit end to end: {time.monotonic() - began:.1f}s after the head started")
+
+
+def test_ray_job_submit_evaluate_records_the_run(ray_head: Head, colour_models, tmp_path: Path):
+    """An operations job through ``ray job submit``: Ray tasks on the head's cluster, the MLflow
+    run in a store outside the uploaded working dir."""
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    entrypoint = ["python", "-m", "jobs.evaluate", "--model", colour_models["exports"]["good"],
+                  "--data", str(colour_models["shards"]), "--tracking-uri", store,
+                  "--parts", "2", "--experiment", "submitted-evaluation"]
+    try:
+        proc = ray_head.ray(
+            "job", "submit", "--address", ray_head.dashboard, "--working-dir", str(REPO),
+            "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--", *entrypoint,
+            timeout=JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"job did not finish in {JOB_TIMEOUT_S}s:\n{exc.stdout}\n{exc.stderr}")
+    log = f"{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, log
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("submitted-evaluation")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.data.metrics["top1"] == 1.0 and run.data.metrics["videos"] == 24, log
