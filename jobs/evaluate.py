@@ -23,16 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     p = cli.parser("python -m jobs.evaluate", __doc__)
     p.add_argument("--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model.pt")
     p.add_argument("--experiment", help="MLflow experiment (default {task}-evaluation)")
-    cli.add_eval_flags(p)
-    cli.add_store_flags(p)
-    cli.add_overrides(p)
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
 
     def body() -> int:
         from pipelines.ops.evaluate import EvaluateConfig, evaluate_model
-        from pipelines.report import format_table, start_job_logging
+        from pipelines.report import format_table
 
-        start_job_logging()
         cfg = cli.resolve(EvaluateConfig, args, {"model": "model", "experiment": "experiment",
                                                  **cli.EVAL_FLAGS, **cli.STORE_FLAGS})
         scored = evaluate_model(cfg)

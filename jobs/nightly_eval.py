@@ -27,16 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accept-data-change", action="store_true",
                    help="a changed evaluation set becomes the new baseline")
     p.add_argument("--promote", action="store_true", help="gate the candidate afterwards")
-    cli.add_eval_flags(p)
-    cli.add_store_flags(p)
-    cli.add_overrides(p)
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
 
     def body() -> int:
         from pipelines.ops.nightly import NightlyConfig, run_nightly
-        from pipelines.report import format_table, start_job_logging
+        from pipelines.report import format_table
 
-        start_job_logging()
         cfg = cli.resolve(NightlyConfig, args, {
             "task": "task", "tolerance": "tolerance", "accept_data_change": "accept_data_change",
             "promote": "promote", **cli.EVAL_FLAGS, **cli.STORE_FLAGS})

@@ -40,9 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from pipelines.ops.predict import PredictConfig, run_predict
-        from pipelines.report import format_table, start_job_logging
+        from pipelines.report import format_table
 
-        start_job_logging()
         cfg = cli.resolve(PredictConfig, args, {
             "model": "model", "list": "list", "output": "output", "top_k": "top_k",
             "actors": "actors", "videos": "videos", **cli.STORE_FLAGS})

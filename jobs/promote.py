@@ -30,16 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate", help="a candidate version URI (default @candidate)")
     p.add_argument("--new-task", action="store_true", help="accept another class map / inputs")
     p.add_argument("--rollback", action="store_true", help="restore @previous-champion")
-    cli.add_eval_flags(p)
-    cli.add_store_flags(p)
-    cli.add_overrides(p)
-    args = p.parse_args(argv)
+    args = cli.parse(p, argv)
 
     def body() -> int:
         from pipelines.ops.promote import PromoteConfig, promote, rollback
-        from pipelines.report import start_job_logging
-
-        start_job_logging()
         cfg = cli.resolve(PromoteConfig, args, {
             "task": "task", "candidate": "candidate", "new_task": "new_task",
             "rollback": "rollback", **cli.EVAL_FLAGS, **cli.STORE_FLAGS})

@@ -54,6 +54,16 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
 
 
+def parse(p: argparse.ArgumentParser, argv: list[str] | None, *, eval_flags: bool = True
+          ) -> argparse.Namespace:
+    """Add the shared flags (evaluation data, MLflow store, overrides) and parse ``argv``."""
+    if eval_flags:
+        add_eval_flags(p)
+    add_store_flags(p)
+    add_overrides(p)
+    return p.parse_args(argv)
+
+
 def resolve(cls: type[T], args: argparse.Namespace, mapping: Mapping[str, str]) -> T:
     """``cls`` from ``--config``, the flags named in ``mapping`` (when given) and overrides."""
     flags: dict[str, Any] = {}
@@ -70,12 +80,14 @@ def resolve(cls: type[T], args: argparse.Namespace, mapping: Mapping[str, str]) 
 
 
 def run(body: Callable[[], int]) -> int:
-    """Run a job body; map the platform's errors to exit codes with a one-line reason."""
+    """Start job logging, run a job body; map the platform's errors to exit codes."""
     from pipelines.evaluation.exported import ClassMapMismatch
     from pipelines.ops.models import ModelNotFound
     from pipelines.ops.promote import PromotionConflict, PromotionRefused
+    from pipelines.report import start_job_logging
     from pipelines.tracking.connection import TrackingUnavailable
 
+    start_job_logging()
     try:
         return body()
     except (ConfigError, ValueError, FileNotFoundError, TrackingUnavailable, ModelNotFound,
