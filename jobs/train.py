@@ -5,8 +5,10 @@
 
 Connects to ``RAY_ADDRESS`` when set, else starts a local Ray instance. Each run gets a unique
 name (task + UTC time) unless ``--name`` is given; an existing name resumes that run from its
-last checkpoint (the job says so and from which step). The exported model is written to
-``{run.storage_path}/{name}/model.pt``.
+last checkpoint (the job says so and from which step). ``{ray_job}`` in the name stands for the
+KubeRay RayJob (or the ``ray job submit`` submission id) that runs it, so a retried RayJob
+resumes and a new one starts afresh (``infra/k8s/rayjob-train-*.yaml``). The exported model is
+written to ``{run.storage_path}/{name}/model.pt``.
 
 Exit status: 0 trained, exported (and registered, with MLflow tracking); 1 training or the final
 registration failed (re-run with the printed name to resume, or register the export with

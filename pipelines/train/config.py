@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pipelines.cluster import RAY_JOB_PLACEHOLDER, expand_ray_job
 from pipelines.config import load_config, to_dict
 from pipelines.loader.clips import ClipSettings
 
@@ -117,7 +119,8 @@ class DeepSpeedSettings:
 class RunSettings:
     """Naming, checkpoints, retries, export.
 
-    ``name``: null gives ``{task}-{UTC time}``; an explicit name that exists resumes it.
+    ``name``: null gives ``{task}-{UTC time}``; an explicit name that exists resumes it;
+    ``{ray_job}`` in it stands for the RayJob (or Ray job) that runs the training.
     ``keep_best_by``: a metric reported with each checkpoint (e.g. ``selection_top1``) kept
     beside the latest; ``export`` chooses ``last`` (the paper's fixed schedule) or ``best``.
     ``fail_at_step`` is a test hook: rank ``fail_rank`` raises once when it reaches that step.
@@ -132,6 +135,10 @@ class RunSettings:
     max_failures: int = 1
     fail_at_step: int | None = None
     fail_rank: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name:  # {ray_job} is expanded (and its result checked) when the run starts
+            check_run_name(self.name.replace(RAY_JOB_PLACEHOLDER, "job"), shown=repr(self.name))
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,17 @@ class TrackingSettings:
     probe_timeout_s: float = 10.0
     retries: int = 5
     backoff_s: float = 2.0
+
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_name(name: str, shown: str | None = None) -> str:
+    """``name`` if it is safe as one folder under the storage path and as an MLflow run name."""
+    if not _RUN_NAME.fullmatch(name):
+        raise ValueError(f"run name {shown or repr(name)}: use 1-128 letters, digits, '.', '_' "
+                         "or '-', starting with a letter or digit (it names a folder and a run)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -177,9 +195,13 @@ class TrainConfig:
             raise ValueError("batches_per_epoch must be >= 1 or null")
 
     def run_name(self, now: dt.datetime | None = None) -> str:
-        """The configured name, else a new unique one: ``{task}-{YYYYmmdd-HHMMSS}``."""
+        """The configured name, else a new unique one: ``{task}-{YYYYmmdd-HHMMSS}``.
+
+        ``{ray_job}`` in the name becomes the submitting RayJob's name (``pipelines.cluster``):
+        a retried RayJob resumes its run, a new RayJob starts a new one.
+        """
         if self.run.name:
-            return self.run.name
+            return check_run_name(expand_ray_job(self.run.name))
         stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
         return f"{self.task}-{stamp}"
 
