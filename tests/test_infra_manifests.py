@@ -1,0 +1,249 @@
+"""Every manifest in infra/ parses and validates offline, and what it names exists.
+
+- built-in kinds against the Kubernetes OpenAPI schemas bundled by ``kubernetes-validate``
+  (strict: an unknown field fails), KubeRay kinds against infra/k8s/schema/kuberay-v1.7.0.yaml
+  (the fields the platform uses) with their pod templates checked as core/v1 PodTemplates;
+- the rendered KubeRay manifests are current (``infra/k8s/render.py --check``);
+- names within KubeRay's length limits; no secret value written into a manifest;
+- each RayJob entrypoint's module, flags and config files exist, and the configs load;
+- the Ray cluster-launcher YAML validates against the schema shipped with the installed Ray.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "infra" / "k8s"
+KUBE_VERSION = "1.33"  # the oldest Kubernetes the manifests target (CronJob timeZone: >= 1.27)
+SCHEMA = yaml.safe_load((K8S / "schema" / "kuberay-v1.7.0.yaml").read_text())
+# KubeRay v1.7.0 controllers/ray/utils/constant.go
+MAX_NAME = {"RayCluster": 53, "RayJob": 47, "RayCronJob": 36}
+GENERATED_SUFFIX = 5  # metadata.generateName: the API server appends 5 characters
+PLACEHOLDERS = ("__RAYJOB_NAME__",)
+SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY", re.IGNORECASE)
+
+
+def _documents() -> list[tuple[str, dict]]:
+    docs = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        rel = path.relative_to(REPO).as_posix()
+        if "/schema/" in rel or "/src/" in rel or path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((rel, doc))
+    return docs
+
+
+DOCS = _documents()
+KUBERAY = [(rel, d) for rel, d in DOCS if d["apiVersion"].startswith("ray.io/")]
+BUILTIN = [(rel, d) for rel, d in DOCS if not d["apiVersion"].startswith("ray.io/")]
+
+
+def _pod_templates(doc: dict) -> list[dict]:
+    spec = doc["spec"]
+    if doc["kind"] == "RayCronJob":
+        spec = spec["jobTemplate"]
+    cluster = spec.get("rayClusterSpec", spec)
+    return ([cluster["headGroupSpec"]["template"]]
+            + [g["template"] for g in cluster.get("workerGroupSpecs", [])])
+
+
+def _rayjob_specs() -> list[tuple[str, dict]]:
+    out = []
+    for rel, doc in KUBERAY:
+        if doc["kind"] == "RayJob":
+            out.append((rel, doc["spec"]))
+        elif doc["kind"] == "RayCronJob":
+            out.append((rel, doc["spec"]["jobTemplate"]))
+    return out
+
+
+def test_the_rendered_kuberay_manifests_are_current():
+    proc = subprocess.run([sys.executable, str(K8S / "render.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_kind_of_the_platform_is_there():
+    kinds = {d["kind"] for _, d in DOCS}
+    assert {"RayCluster", "RayJob", "RayCronJob", "CronJob", "ServiceAccount", "Role",
+            "RoleBinding", "Deployment", "Service", "StatefulSet", "Job",
+            "PersistentVolumeClaim"} <= kinds, kinds
+    components = {d["metadata"]["labels"]["app.kubernetes.io/component"]
+                  for _, d in KUBERAY if d["kind"] == "RayJob"}
+    assert {"preprocess", "train", "evaluate", "promote", "predict", "nightly-eval"} <= components
+
+
+@pytest.mark.parametrize("rel,doc", BUILTIN, ids=[f"{r}:{d['kind']}" for r, d in BUILTIN])
+def test_builtin_kinds_validate_against_the_kubernetes_schema(rel, doc):
+    kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("rel,doc", KUBERAY, ids=[f"{r}:{d['kind']}" for r, d in KUBERAY])
+def test_kuberay_kinds_validate_and_their_pods_are_valid_pods(rel, doc):
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+    for template in _pod_templates(doc):
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate",
+                                      "metadata": {"name": "check"}, "template": template},
+                                     KUBE_VERSION, strict=True)
+
+
+def test_the_kuberay_schema_rejects_what_the_operator_would_reject_or_ignore():
+    rel, doc = next((r, d) for r, d in KUBERAY if d["kind"] == "RayJob")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    bad = [
+        ("typo", lambda s: s.update(shutdownAfterJobFinish=True)),
+        ("ttl without shutdown", lambda s: s.update(shutdownAfterJobFinishes=False)),
+        ("cluster and selector", lambda s: s.update(clusterSelector={"ray.io/cluster": "tsi"})),
+        ("autoscaler requests misplaced",
+         lambda s: s["rayClusterSpec"]["autoscalerOptions"].update(requests={"cpu": "1"})),
+        ("start params not strings",
+         lambda s: s["rayClusterSpec"]["headGroupSpec"]["rayStartParams"].update({"num-cpus": 0})),
+    ]
+    for what, change in bad:
+        broken = json.loads(json.dumps(doc))
+        change(broken["spec"])
+        assert list(validator.iter_errors(broken)), f"{what} was accepted"
+
+
+@pytest.mark.parametrize("rel,doc", DOCS, ids=[f"{r}:{d['kind']}" for r, d in DOCS])
+def test_names_fit_and_no_secret_is_written_into_a_manifest(rel, doc):
+    meta = doc["metadata"]
+    name = meta.get("name") or meta["generateName"] + "x" * GENERATED_SUFFIX
+    limit = MAX_NAME.get(doc["kind"], 63 if doc["kind"] in ("Service", "CronJob") else 253)
+    if doc["kind"] == "CronJob":
+        limit = 52  # Kubernetes: CronJob names leave room for the Job's 11-character suffix
+    if name not in PLACEHOLDERS:
+        assert len(name) <= limit, f"{rel}: {doc['kind']} name {name!r} > {limit} characters"
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), f"{rel}: {name!r}"
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "name" in node and ("value" in node or "valueFrom" in node):
+                if SECRETISH.search(str(node["name"])):
+                    assert "value" not in node, f"{rel}: {node['name']} has a literal value"
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(doc)
+    assert doc["kind"] != "Secret", f"{rel}: Secrets are created by hand, never committed"
+
+
+def test_the_nightly_cronjob_waits_for_its_rayjob_and_never_overlaps():
+    [cron] = [d for _, d in BUILTIN if d["kind"] == "CronJob"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"][:2] == ["python", "/nightly/run_rayjob.py"]
+    kustom = yaml.safe_load((K8S / "nightly" / "kustomization.yaml").read_text())
+    files = kustom["configMapGenerator"][0]["files"]
+    assert {"rayjob-nightly-eval.yaml", "run_rayjob.py"} == set(files)
+    for name in [*files, *kustom["resources"]]:
+        assert (K8S / "nightly" / name).is_file(), name
+    [role] = [d for _, d in BUILTIN if d["kind"] == "Role"]
+    assert role["rules"] == [{"apiGroups": ["ray.io"], "resources": ["rayjobs"],
+                              "verbs": ["create", "get"]}]
+    # the night's RayJob is not retried by KubeRay: Failed is final, so the pod's wait ends
+    template = yaml.safe_load((K8S / "nightly" / "rayjob-nightly-eval.yaml").read_text())
+    assert template["spec"]["backoffLimit"] == 0
+    assert template["spec"]["activeDeadlineSeconds"] < (
+        cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"])
+
+
+def test_the_run_rayjob_program_maps_kuberay_states_to_exit_codes(tmp_path):
+    sys.path.insert(0, str(K8S / "nightly"))
+    try:
+        run_rayjob = importlib.import_module("run_rayjob")
+    finally:
+        sys.path.pop(0)
+    outcome = run_rayjob.outcome
+    assert outcome({"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}) == 0
+    assert outcome({"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"}) == 1
+    assert outcome({"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}) == 1
+    assert outcome({"jobDeploymentStatus": "ValidationFailed"}) == 1
+    for waiting in ({}, {"jobDeploymentStatus": "Initializing"},
+                    {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"},
+                    {"jobDeploymentStatus": "Retrying"}):
+        assert outcome(waiting) is None, waiting
+    doc = run_rayjob.load_rayjob(K8S / "nightly" / "rayjob-nightly-eval.yaml",
+                                 "tsi-nightly-eval-29400000")
+    assert doc["metadata"]["name"] == "tsi-nightly-eval-29400000"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("kind: RayJob\nmetadata: {name: fixed}\n")
+    with pytest.raises(ValueError, match="__RAYJOB_NAME__"):
+        run_rayjob.load_rayjob(plain, "x")
+
+
+# ----------------------------------------------------------------- what the entrypoints name
+CONFIG_CLASSES = {
+    "jobs.train": "pipelines.train.config:TrainConfig",
+    "jobs.preprocess": "pipelines.preprocess.config:PreprocessConfig",
+    "jobs.evaluate": "pipelines.ops.evaluate:EvaluateConfig",
+    "jobs.promote": "pipelines.ops.promote:PromoteConfig",
+    "jobs.nightly_eval": "pipelines.ops.nightly:NightlyConfig",
+    "jobs.predict": "pipelines.ops.predict:PredictConfig",
+}
+ENTRYPOINTS = [(rel, spec["entrypoint"]) for rel, spec in _rayjob_specs()]
+
+
+def _help(module: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("rel,entrypoint", ENTRYPOINTS, ids=[r for r, _ in ENTRYPOINTS])
+def test_entrypoints_name_existing_jobs_flags_and_configs(rel, entrypoint):
+    from pipelines.config import load_config
+
+    argv = shlex.split(entrypoint)
+    assert argv[:2] == ["python", "-m"], entrypoint
+    module, args = argv[2], argv[3:]
+    assert (REPO / (module.replace(".", "/") + ".py")).is_file(), module
+    usage = _help(module)
+    for flag in (a for a in args if a.startswith("--")):
+        assert re.search(rf"(^|\s){re.escape(flag)}\b", usage), f"{rel}: {module} has no {flag}"
+    if "--config" in args:
+        config = args[args.index("--config") + 1]
+        assert (REPO / config).is_file(), f"{rel}: {config} is missing"
+        mod, cls = CONFIG_CLASSES[module].split(":")
+        load_config(getattr(importlib.import_module(mod), cls), REPO / config)
+    if module == "jobs.train":  # the whole resolution, as the job does it
+        from jobs.train import _flags, parse_args
+        from pipelines.train.config import resolve_config
+
+        parsed = parse_args(args)
+        cfg = resolve_config(str(REPO / parsed.config), parsed.overrides, flags=_flags(parsed))
+        assert cfg.run.name == "{ray_job}" and cfg.scaling.use_gpu
+        assert cfg.run.storage_path.startswith("/mnt/shared/")  # the volume every pod mounts
+
+
+# -------------------------------------------------------------------- Ray cluster launcher
+def test_the_cluster_launcher_yaml_validates_against_rays_schema():
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    launcher = REPO / "infra" / "ray-cluster" / "aws-gpu.yaml"
+    config = yaml.safe_load(launcher.read_text())
+    jsonschema.validate(config, schema)
+    types = config["available_node_types"]
+    assert types[config["head_node_type"]]["resources"] == {"CPU": 0}  # drivers only
+    assert any(t["resources"].get("GPU", 0) >= 1 for t in types.values())
+    assert "RAY_AUTH_MODE=token" in " ".join(config["head_start_ray_commands"])
