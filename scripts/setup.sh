@@ -50,7 +50,8 @@ prebuild_deepspeed_ops() {
   [[ "${DS_ACCELERATOR:-cpu}" == cpu ]] || return 0
   if compgen -G "$TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/*.so" >/dev/null; then return 0; fi
   log "building DeepSpeed's CPU comm op into $TORCH_EXTENSIONS_DIR (once)"
-  DS_ACCELERATOR=cpu "$VENV/bin/python" -c 'from deepspeed.accelerator import get_accelerator
+  # the venv's ninja, as every later run uses (scripts/env.sh puts the venv first on PATH)
+  PATH="$VENV/bin:$PATH" DS_ACCELERATOR=cpu "$VENV/bin/python" -c 'from deepspeed.accelerator import get_accelerator
 get_accelerator().create_op_builder("ShareMemCommBuilder").load(verbose=False)' >/dev/null
 }
 

@@ -16,6 +16,11 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``cluster_mode`` tests last: they shut the shared Ray instance down to own the CPUs."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster_mode") is not None)
+
+
 @pytest.fixture(scope="session")
 def ray_local(tmp_path_factory):
     """A 2-CPU local Ray instance on 127.0.0.1 shared by the session."""

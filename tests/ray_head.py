@@ -1,0 +1,142 @@
+"""A Ray head of one test, started and stopped with infra/local's scripts (shared by the tests of
+``ray job submit``: tests/test_job_submit.py and tests/test_cluster_mode.py).
+
+Own ports, temp dir and token, so it never touches the session's ``ray_local`` or
+``~/.ray/auth_token``; stopped by its own process id/session, never with ``ray stop``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+START = REPO / "infra" / "local" / "start_ray_head.sh"
+STOP = REPO / "infra" / "local" / "stop_ray_head.sh"
+BIN = Path(sys.executable).parent
+# The documented command's excludes (infra/local/README.md). Anchored with "/": a bare "data"
+# would also drop pipelines/data/ (gitwildmatch matches a bare name at any depth).
+EXCLUDES = ["/.venv", "/data", "/runs", "/mlruns", "/.git"]
+JOB_TIMEOUT_S = 150
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("", 0))  # all interfaces: Ray's gRPC servers listen on every address
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Head:
+    """A Ray head of this test: ports, temp dir, and the environment every client needs."""
+
+    def __init__(self) -> None:
+        # Short path: Ray's unix sockets live under it and must stay below 107 characters.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+        (self.port, self.dashboard_port, self.client_port, *self.agent_ports) = _free_ports(9)
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+        self.token = secrets.token_hex(32)  # own token: ~/.ray/auth_token is left alone
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH"))}
+        env.update(
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            VIRTUAL_ENV=str(BIN.parent),
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=self.token,
+            RAY_USAGE_STATS_ENABLED="0",
+            MLFLOW_DISABLE_TELEMETRY="true",
+            DO_NOT_TRACK="true",
+        )
+        self.env = env
+        self.pid: int | None = None
+
+    def start(self) -> None:
+        agent_listen, agent_grpc, metrics, runtime_env_agent, node_manager, object_manager = (
+            self.agent_ports)
+        cmd = [
+            "bash", str(START), "--port", str(self.port),
+            "--dashboard-port", str(self.dashboard_port), "--client-port", str(self.client_port),
+            "--num-cpus", "2", "--temp-dir", str(self.temp_dir), "--timeout", "60", "--",
+            # fixed defaults (e.g. the agent's 52365) would collide with other local Ray instances
+            "--dashboard-agent-listen-port", str(agent_listen),
+            "--dashboard-agent-grpc-port", str(agent_grpc),
+            "--metrics-export-port", str(metrics),
+            "--runtime-env-agent-port", str(runtime_env_agent),
+            "--node-manager-port", str(node_manager),
+            "--object-manager-port", str(object_manager),
+        ]
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=90)
+        pid_file = self.temp_dir / "head.pid"
+        if pid_file.exists():
+            self.pid = int(pid_file.read_text())
+        assert proc.returncode == 0, f"start_ray_head.sh failed:\n{proc.stdout}\n{proc.stderr}"
+        assert f"RAY_API_SERVER_ADDRESS={self.dashboard}" in proc.stdout, proc.stdout
+
+    def ray(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "ray"), *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, cwd=REPO)
+
+    def get(self, path: str, *, token: str | None) -> dict:
+        req = urllib.request.Request(self.dashboard + path)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> list[str]:
+        """Stop through the script, then kill and report whatever of this head survived."""
+        import psutil
+
+        tracked: list[psutil.Process] = []
+        if self.pid is not None:
+            for p in psutil.process_iter():
+                try:
+                    if p.pid == self.pid or os.getsid(p.pid) == self.pid:
+                        tracked.append(p)
+                except (psutil.Error, OSError):
+                    pass
+            try:
+                tracked += psutil.Process(self.pid).children(recursive=True)
+            except psutil.Error:
+                pass
+        subprocess.run(["bash", str(STOP), "--temp-dir", str(self.temp_dir), "--timeout", "30"],
+                       env=self.env, capture_output=True, text=True, timeout=90)
+        _, alive = psutil.wait_procs(set(tracked), timeout=5)
+        leaked = []
+        for p in alive:
+            try:
+                leaked.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        return leaked
+
+
+
+@contextmanager
+def running_head() -> Iterator[Head]:
+    """A started head; on exit it is stopped and nothing of it may survive."""
+    head = Head()
+    try:
+        head.start()
+        yield head
+    finally:
+        leaked = head.stop()
+        shutil.rmtree(head.temp_dir, ignore_errors=True)
+        assert not leaked, f"processes of the Ray head survived stop_ray_head.sh: {leaked}"
