@@ -48,6 +48,7 @@ class DemoConfig:
     eval_split: str = "eval"
     task: str = "demo"  # every model is a candidate of this one task: they compete for champion
     gate: GateConfig = field(default_factory=lambda: GateConfig(absolute_floor=0.5))
+    require_champion: bool = False  # the smoke profile: no champion to predict with is an error
 
 
 @dataclass
@@ -86,8 +87,10 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
     from pipelines.preprocess.config import resolve_config
     from pipelines.preprocess.job import run_preprocess
 
+    native = min(cfg.synthetic.height, cfg.synthetic.width)  # stored at the generated size
     flags = {"format": "kinetics", "annotations": [str(csv_path)], "videos": str(videos),
-             "output": str(shards), "ray": {"workers": cfg.workers}}
+             "output": str(shards), "ray": {"workers": cfg.workers},
+             "media": {"short_side": native}}
     summary = run_preprocess(resolve_config(cfg.preprocess_config, flags))
     print(summary.format(), flush=True)
     if not summary.ok or summary.stored == 0:
@@ -195,6 +198,8 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
         began = time.perf_counter()
         _gate_and_predict(cfg, report, shards, root / "train")
         seconds["gate and predict"] = time.perf_counter() - began
+    if cfg.require_champion and report.champion is None:
+        raise RuntimeError(f"no champion predicted: {report.prediction or 'nothing tracked'}")
     return report
 
 

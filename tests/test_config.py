@@ -66,6 +66,7 @@ def test_every_shipped_config_resolves():
     from pathlib import Path
 
     from jobs.demo import DemoConfig
+    from pipelines.train.config import resolve_config as train_resolve
 
     configs = sorted(Path("jobs/configs/preprocess").glob("*.yaml"))
     assert len(configs) >= 6
@@ -73,6 +74,9 @@ def test_every_shipped_config_resolves():
         cfg = resolve_config(path)
         assert cfg.videos_per_shard() >= 1, path
     assert load_config(DemoConfig, "jobs/configs/demo.yaml").synthetic.num_pairs == 4
+    smoke = load_config(DemoConfig, "jobs/configs/demo_smoke.yaml")  # CI's smoke profile
+    assert smoke.require_champion and smoke.output != "runs/demo"
+    train_resolve(smoke.train_config, list(smoke.train_overrides))  # its overrides are valid
 
 
 def test_a_partial_override_refines_the_fields_own_default():
