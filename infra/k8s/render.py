@@ -146,12 +146,15 @@ def render(src: dict) -> dict[str, str]:
     for job in src["jobs"]:
         doc = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": _metadata(src, job),
                "spec": job_spec(src, job)}
-        how = ("kubectl create -f" if "generate_name" in job else "kubectl apply -f")
+        if job.get("name", "").startswith("__"):
+            how = "a template: the CronJob's pod (nightly/run_rayjob.py) names and creates it"
+        elif "generate_name" in job:
+            how = (f"submit with: kubectl create -f infra/k8s/{job['file']}  (generateName: "
+                   "every submission a new RayJob)")
+        else:
+            how = f"submit with: kubectl apply -f infra/k8s/{job['file']}"
         out[job["file"]] = HEADER + _comment([
-            f"RayJob: {job['what']}.",
-            f"Submit with: {how} infra/k8s/{job['file']}"
-            + ("  (generateName: every submission a new RayJob)" if how.endswith("create -f")
-               else ""),
+            f"RayJob: {job['what']}.", how[0].upper() + how[1:] + ".",
             f"MLflow identity: {job.get('identity', 'none')}; replace BUCKET and REGISTRY.",
         ]) + dump(doc)
 
