@@ -247,3 +247,60 @@ def test_the_cluster_launcher_yaml_validates_against_rays_schema():
     assert types[config["head_node_type"]]["resources"] == {"CPU": 0}  # drivers only
     assert any(t["resources"].get("GPU", 0) >= 1 for t in types.values())
     assert "RAY_AUTH_MODE=token" in " ".join(config["head_start_ray_commands"])
+
+
+def test_run_rayjob_creates_once_and_waits_for_the_end(tmp_path):
+    """The CronJob pod's protocol against a stand-in for the Kubernetes API (two endpoints on
+    127.0.0.1; there is no API server here): create (409 when a retried pod finds its RayJob),
+    then poll until a terminal state, with the service-account token on every request."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    sys.path.insert(0, str(K8S / "nightly"))
+    try:
+        run_rayjob = importlib.import_module("run_rayjob")
+    finally:
+        sys.path.pop(0)
+    seen: dict = {"posts": [], "auth": set()}
+    states = iter([{}, {"jobDeploymentStatus": "Initializing"},
+                   {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"},
+                   {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}])
+
+    class Api(BaseHTTPRequestHandler):
+        def _reply(self, code, body):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):  # noqa: N802
+            seen["auth"].add(self.headers["Authorization"])
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen["posts"].append((self.path, body["metadata"]["name"]))
+            self._reply(201 if len(seen["posts"]) == 1 else 409, body)
+
+        def do_GET(self):  # noqa: N802
+            seen["auth"].add(self.headers["Authorization"])
+            self._reply(200, {"status": next(states)})
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = run_rayjob.Api(f"http://127.0.0.1:{server.server_port}", "sa-token", "ml", None)
+        doc = run_rayjob.load_rayjob(K8S / "nightly" / "rayjob-nightly-eval.yaml", "night-1")
+        lines: list[str] = []
+        assert run_rayjob.run(api, doc, poll_s=0.01, log=lines.append) == 0
+        assert seen["posts"] == [("/apis/ray.io/v1/namespaces/ml/rayjobs", "night-1")]
+        assert seen["auth"] == {"Bearer sa-token"}
+        states = iter([{"jobDeploymentStatus": "Failed", "jobStatus": "FAILED",
+                        "reason": "AppFailed"}])
+        assert run_rayjob.run(api, doc, poll_s=0.01, log=lines.append) == 1  # 409: re-attached
+        assert any("exists (an earlier attempt)" in line for line in lines)
+        assert any("AppFailed" in line for line in lines)
+    finally:
+        server.shutdown()
