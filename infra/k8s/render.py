@@ -134,7 +134,7 @@ def render(src: dict) -> dict[str, str]:
 
     cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster",
                "metadata": {"name": src["cluster"]["name"], "labels": dict(src["labels"])},
-               "spec": cluster_spec(src, src["cluster"]["groups"])}
+               "spec": cluster_spec(src, src["cluster"]["groups"], src["cluster"].get("identity"))}
     out["raycluster.yaml"] = HEADER + _comment([
         f"Long-lived RayCluster '{src['cluster']['name']}' for `ray job submit` "
         f"(KubeRay >= {src['kuberay_version']}): head, autoscaled CPU and GPU groups.",
