@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.ops import cli
 
     p = cli.parser("python -m jobs.nightly_eval", __doc__)
-    p.add_argument("--task", help="task name: the registered models {task}-candidates, {task}")
+    cli.add_task_flag(p)
     p.add_argument("--tolerance", type=float, help="largest top-1 drop that is not an alarm")
     p.add_argument("--accept-data-change", action="store_true",
                    help="a changed evaluation set becomes the new baseline")

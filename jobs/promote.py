@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.ops import cli
 
     p = cli.parser("python -m jobs.promote", __doc__)
-    p.add_argument("--task", help="task name: the registered models {task}-candidates, {task}")
+    cli.add_task_flag(p)
     p.add_argument("--candidate", help="a candidate version URI (default @candidate)")
     p.add_argument("--new-task", action="store_true", help="accept another class map / inputs")
     p.add_argument("--rollback", action="store_true", help="restore @previous-champion")

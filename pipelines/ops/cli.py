@@ -36,6 +36,10 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def add_task_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="task name: the registered models {task}-candidates, {task}")
+
+
 def add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset root written by jobs.preprocess (eval.data)")
     p.add_argument("--split", help="split to evaluate on (eval.split, default val)")

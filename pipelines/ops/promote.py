@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.evaluation.exported import check_class_map
@@ -47,6 +47,7 @@ from pipelines.tracking.registry import (
     PREVIOUS_CHAMPION_ALIAS,
     candidates_name,
     comparable,
+    ensure_registered_model,
     production_name,
 )
 
@@ -128,16 +129,6 @@ def _alias_version(client: Any, name: str, alias: str) -> str | None:
         return None
 
 
-def _ensure_registered_model(client: Any, name: str, description: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name, description=description)
-    except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-            raise
-
-
 class Lease:
     """A best-effort mutex on a registered model: a tag written, re-read after a settle delay."""
 
@@ -210,7 +201,7 @@ def _commit(client: Any, cfg: PromoteConfig, task: str, candidate: ModelRef,
             expected_champion: str | None, tags: dict[str, str]) -> str:
     """Copy the candidate into ``{task}``, move the aliases, read back; under the lease."""
     prod = production_name(task)
-    _ensure_registered_model(client, prod, f"Production model of {task}: alias '{CHAMPION_ALIAS}'"
+    ensure_registered_model(client, prod, f"Production model of {task}: alias '{CHAMPION_ALIAS}'"
                              f" is served; only promotion writes here.")
     with Lease(client, prod, cfg.settle_s, cfg.lease_ttl_s):
         current = _alias_version(client, prod, CHAMPION_ALIAS)

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.tracking.registry import candidates_name, production_name
+from pipelines.tracking.registry import candidates_name, ensure_registered_model, production_name
 
 log = logging.getLogger("tsi.tracking")
 
@@ -45,16 +45,6 @@ def _ensure_user(auth: Any, who: Identity) -> None:
         log.info("MLflow user %s exists; password updated", who.username)
 
 
-def _ensure_model(client: Any, name: str, description: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name, description=description)
-    except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-            raise
-
-
 def grant_task_access(tracking_uri: str, task: str, trainer: Identity, promoter: Identity
                       ) -> dict[str, dict[str, str]]:
     """Create users and both registered models, grant as above; returns who has what.
@@ -71,8 +61,10 @@ def grant_task_access(tracking_uri: str, task: str, trainer: Identity, promoter:
     for who in (trainer, promoter):
         _ensure_user(auth, who)
     candidates, production = candidates_name(task), production_name(task)
-    _ensure_model(client, candidates, f"Every finished training run of {task} (alias candidate).")
-    _ensure_model(client, production, f"Production model of {task}; only promotion writes here.")
+    ensure_registered_model(client, candidates,
+                            f"Every finished training run of {task} (alias candidate).")
+    ensure_registered_model(client, production,
+                            f"Production model of {task}; only promotion writes here.")
     grants = {trainer.username: {candidates: "EDIT", production: "READ"},
               promoter.username: {candidates: "EDIT", production: "EDIT"}}
     for username, models in grants.items():

@@ -117,20 +117,25 @@ def find_version(client: Any, name: str, export_sha: str) -> Any | None:
                 None)
 
 
-def register(client: Any, model_uri: str, task: str, tags: Mapping[str, str]) -> Any:
-    """A new version of ``{task}-candidates`` with ``tags``; alias ``candidate`` moved to it."""
+def ensure_registered_model(client: Any, name: str, description: str) -> None:
+    """Create the registered model ``name`` unless it exists (another writer may race us)."""
     from mlflow.exceptions import MlflowException
 
+    try:
+        client.create_registered_model(name, description=description)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+
+
+def register(client: Any, model_uri: str, task: str, tags: Mapping[str, str]) -> Any:
+    """A new version of ``{task}-candidates`` with ``tags``; alias ``candidate`` moved to it."""
     name = candidates_name(task)
     existing = find_version(client, name, tags["tsi.export_sha256"])
     if existing is None:
-        try:
-            client.create_registered_model(name, description=(
-                f"Every finished training run of {task}; alias '{CANDIDATE_ALIAS}' is the "
-                f"newest. Promotion copies accepted versions to '{production_name(task)}'."))
-        except MlflowException as exc:
-            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-                raise
+        ensure_registered_model(client, name, (
+            f"Every finished training run of {task}; alias '{CANDIDATE_ALIAS}' is the "
+            f"newest. Promotion copies accepted versions to '{production_name(task)}'."))
         import mlflow
 
         existing = mlflow.register_model(model_uri, name, tags=dict(tags))
