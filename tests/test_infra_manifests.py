@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "infra" / "k8s"
 KUBE_VERSION = "1.33"  # the oldest Kubernetes the manifests target (CronJob timeZone: >= 1.27)
 SCHEMA = yaml.safe_load((K8S / "schema" / "kuberay-v1.7.0.yaml").read_text())
-# KubeRay v1.7.0 controllers/ray/utils/constant.go
-MAX_NAME = {"RayCluster": 53, "RayJob": 47, "RayCronJob": 36}
+# KubeRay v1.7.0 controllers/ray/utils/constant.go; Kubernetes: a Service is a DNS label, a
+# CronJob leaves room for its Jobs' 11-character suffix; other objects are DNS subdomains
+MAX_NAME = {"RayCluster": 53, "RayJob": 47, "RayCronJob": 36, "Service": 63, "CronJob": 52}
 GENERATED_SUFFIX = 5  # metadata.generateName: the API server appends 5 characters
 PLACEHOLDERS = ("__RAYJOB_NAME__",)
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY", re.IGNORECASE)
@@ -124,9 +125,7 @@ def test_the_kuberay_schema_rejects_what_the_operator_would_reject_or_ignore():
 def test_names_fit_and_no_secret_is_written_into_a_manifest(rel, doc):
     meta = doc["metadata"]
     name = meta.get("name") or meta["generateName"] + "x" * GENERATED_SUFFIX
-    limit = MAX_NAME.get(doc["kind"], 63 if doc["kind"] in ("Service", "CronJob") else 253)
-    if doc["kind"] == "CronJob":
-        limit = 52  # Kubernetes: CronJob names leave room for the Job's 11-character suffix
+    limit = MAX_NAME.get(doc["kind"], 253)
     if name not in PLACEHOLDERS:
         assert len(name) <= limit, f"{rel}: {doc['kind']} name {name!r} > {limit} characters"
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), f"{rel}: {name!r}"
@@ -166,12 +165,17 @@ def test_the_nightly_cronjob_waits_for_its_rayjob_and_never_overlaps():
         cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"])
 
 
-def test_the_run_rayjob_program_maps_kuberay_states_to_exit_codes(tmp_path):
+def _run_rayjob_module():
+    """infra/k8s/nightly/run_rayjob.py, imported as the CronJob pod runs it (a plain script)."""
     sys.path.insert(0, str(K8S / "nightly"))
     try:
-        run_rayjob = importlib.import_module("run_rayjob")
+        return importlib.import_module("run_rayjob")
     finally:
         sys.path.pop(0)
+
+
+def test_the_run_rayjob_program_maps_kuberay_states_to_exit_codes(tmp_path):
+    run_rayjob = _run_rayjob_module()
     outcome = run_rayjob.outcome
     assert outcome({"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}) == 0
     assert outcome({"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"}) == 1
@@ -256,11 +260,7 @@ def test_run_rayjob_creates_once_and_waits_for_the_end(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    sys.path.insert(0, str(K8S / "nightly"))
-    try:
-        run_rayjob = importlib.import_module("run_rayjob")
-    finally:
-        sys.path.pop(0)
+    run_rayjob = _run_rayjob_module()
     seen: dict = {"posts": [], "auth": set()}
     states = iter([{}, {"jobDeploymentStatus": "Initializing"},
                    {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"},
