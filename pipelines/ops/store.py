@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.tracking.connection import Store, probe, resolve_store
+from pipelines.tracking.connection import Store, probe, resolve_store, use_store
 from pipelines.train.config import TrackingSettings
 
 
@@ -22,11 +22,10 @@ class StoreSettings:
 
 def open_store(settings: StoreSettings) -> tuple[Store, Any]:
     """The resolved store and a client for it; ``TrackingUnavailable`` if it does not answer."""
-    import mlflow
     from mlflow import MlflowClient
 
     store = resolve_store(TrackingSettings(backend="mlflow", uri=settings.tracking_uri),
                           settings.storage)
     probe(store, settings.timeout_s)
-    mlflow.set_tracking_uri(store.uri)
+    use_store(store)
     return store, MlflowClient(tracking_uri=store.uri)

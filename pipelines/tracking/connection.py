@@ -46,6 +46,24 @@ def resolve_store(settings: TrackingSettings, storage_path: str) -> Store:
     return Store(f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri())
 
 
+def use_store(store: Store) -> None:
+    """Point MLflow's fluent API (``start_run``, ``log_model``, ``register_model``, ``models:/``
+    downloads) at ``store`` without leaking it into the environment.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` for subprocesses; left there,
+    every later job of the same process (a second demo, the next test) would resolve that store
+    instead of its own configured or embedded default (:func:`resolve_store` reads the variable).
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(store.uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @contextlib.contextmanager
 def bounded_http(timeout_s: float, retries: int = 0) -> Iterator[None]:
     """MLflow HTTP calls inside give up after ``timeout_s`` per request and ``retries`` retries."""

@@ -21,7 +21,7 @@ from pipelines.tracking.backend import (
     find_run,
     with_retries,
 )
-from pipelines.tracking.connection import Store, bounded_http
+from pipelines.tracking.connection import Store, bounded_http, use_store
 from pipelines.tracking.registry import (
     CANDIDATE_ALIAS,
     candidates_name,
@@ -135,7 +135,7 @@ def publish_export(store: Store, export_path: str | Path, *, run_id: str | None 
     if "classes" not in meta or "task" not in meta:
         raise ValueError(f"{export_path} is not an exported training checkpoint")
     client = MlflowClient(tracking_uri=store.uri)
-    mlflow.set_tracking_uri(store.uri)
+    use_store(store)
     with bounded_http(timeout_s, retries=0):
         run_id = with_retries("finding the MLflow run",
                               lambda: _run_for(client, store, meta, run_id), retries, backoff_s)
