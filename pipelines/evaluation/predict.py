@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from pipelines import distributed
 from pipelines.evaluation.metrics import Predictions
 from pipelines.loader.streams import EvalBatch
 from tsi_model import normalize_clip
@@ -46,11 +47,7 @@ def predict(
 
 def gather_predictions(local: Predictions, num_classes: int) -> Predictions:
     """All ranks' predictions on every rank, sorted by key; a video seen twice is an error."""
-    parts = [local]
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        parts = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
-        torch.distributed.all_gather_object(parts, local)
-    return merge_predictions(parts, num_classes)
+    return merge_predictions(distributed.all_gather_objects(local), num_classes)
 
 
 def merge_predictions(parts: Sequence[Predictions], num_classes: int) -> Predictions:

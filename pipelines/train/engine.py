@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from pipelines import distributed
 from pipelines.train.config import TrainConfig
 from tsi_model import get_model
 
@@ -80,21 +81,8 @@ def deepspeed_config(cfg: TrainConfig, device: Device) -> dict[str, Any]:
 
 def ensure_process_group() -> None:
     """A one-process gloo group when Ray Train made none (``num_workers=0``: the driver itself)."""
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        os.environ.setdefault("LOCAL_RANK", "0")
-        return
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(sock.getsockname()[1])
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    _forget_deepspeed_groups()
+    if distributed.ensure_process_group():
+        _forget_deepspeed_groups()
 
 
 def _forget_deepspeed_groups() -> None:

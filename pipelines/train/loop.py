@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipelines import distributed
 from pipelines.evaluation import classification_metrics, gather_predictions, predict
 from pipelines.loader.clips import label_swap_indices
 from pipelines.loader.streams import eval_batches, train_batches
@@ -71,20 +72,6 @@ def _maybe_fail(cfg: TrainConfig, run_dir: str, rank: int, step: int) -> None:
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(str(step))
     raise RuntimeError(f"injected failure at step {step} on rank {rank} (run.fail_at_step)")
-
-
-def _sync_buffers(module: torch.nn.Module, world: int) -> None:
-    """BatchNorm statistics from rank 0 on every rank: evaluation and export see one model."""
-    if world > 1:
-        for buffer in module.buffers():
-            torch.distributed.broadcast(buffer, src=0)
-
-
-def _mean_over_ranks(values: list[float], world: int) -> list[float]:
-    tensor = torch.tensor(values, dtype=torch.float64)
-    if world > 1:
-        torch.distributed.all_reduce(tensor)
-    return (tensor / world).tolist()
 
 
 def evaluate(engine: Any, inputs: LoopInputs, urls, *, protocol: str, keep, rank: int,
@@ -211,16 +198,16 @@ def train_loop(config: dict[str, Any]) -> None:
             seen += len(labels)
         train_seconds = time.perf_counter() - began
         del batches  # stop this epoch's loader workers (and free their buffers) before evaluating
-        loss_mean, top1_mean, wait_share = _mean_over_ranks(
+        loss_mean, top1_mean, wait_share = distributed.mean_over_ranks(
             [float(np.mean(losses)), correct / max(seen, 1), waited / max(train_seconds, 1e-9)],
-            world)
+        )
         metrics: dict[str, float] = {
             "epoch": float(epoch + 1), "train_loss": loss_mean, "train_top1": top1_mean,
             "lr": lr_at(cfg.optim, max(step - 1, 0), inputs.steps_per_epoch, cfg.epochs, base_lr),
             "clips_per_s": seen * world / train_seconds, "data_wait_share": wait_share,
             "epoch_seconds": train_seconds,
         }
-        _sync_buffers(engine.module, world)
+        distributed.broadcast_buffers(engine.module)
         last = epoch + 1 == cfg.epochs
         val_preds = None
         if last or (epoch + 1) % cfg.data.eval_every == 0:
