@@ -14,6 +14,7 @@ does not answer.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -39,7 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.tracking.publish import publish_export
     from pipelines.train.config import TrackingSettings
 
-    export = Path(args.checkpoint)
+    from pipelines.io import is_uri
+    from pipelines.train.layout import local_export
+
+    if is_uri(args.checkpoint) and not (args.storage or args.tracking_uri
+                                        or os.environ.get("MLFLOW_TRACKING_URI")):
+        print(f"error: --checkpoint {args.checkpoint} is in an object store: name the MLflow "
+              "server with --tracking-uri or MLFLOW_TRACKING_URI", file=sys.stderr)
+        return 2
+    try:
+        export = Path(local_export(args.checkpoint))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: --checkpoint {exc}", file=sys.stderr)
+        return 2
     if not export.is_file():
         print(f"error: --checkpoint {export} is not a file", file=sys.stderr)
         return 2

@@ -12,8 +12,10 @@ written to ``{run.storage_path}/{name}/model.pt``.
 
 Exit status: 0 trained, exported (and registered, with MLflow tracking); 1 training or the final
 registration failed (re-run with the printed name to resume, or register the export with
-``python -m jobs.register``); 2 bad configuration or data, or the tracking store does not answer
-(one line on stderr, in seconds, before any worker starts).
+``python -m jobs.register``); 2 bad configuration or data, missing or wrong pretrained weights,
+a refused resume, or the tracking store does not answer (one line on stderr, in seconds, before
+any worker starts); 3 the export does not reproduce the trained engine (``model.pt`` is kept
+beside ``export_check_failed.json`` for inspection, the run is tagged and not registered).
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.train.config import resolve_config
     from pipelines.tracking import make_tracking
     from pipelines.tracking.connection import TrackingUnavailable
-    from pipelines.train.trainer import TrainingError, run_training
+    from pipelines.train.trainer import ExportCheckFailed, TrainingError, run_training
 
     try:
         cfg = resolve_config(args.config, args.overrides, flags=_flags(args))
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError, TrackingUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ExportCheckFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -245,7 +245,7 @@ def test_mp4_shards_decode_with_pyav(tmp_path):
         for k in range(2):
             writer.write(encode_sample(f"m{k}", {"num_frames": 10}, k, video=path.read_bytes()))
         writer.commit()
-    (clips, labels), = train_batches([str(shard)], CLIP, batch_size=2, batches=1, rank=0,
+    (clips, labels, _), = train_batches([str(shard)], CLIP, batch_size=2, batches=1, rank=0,
                                      world_size=1, seed=0, epoch=0, num_workers=0)
     assert clips.shape == (2, 4, 3, 16, 16) and set(labels.tolist()) <= {0, 1}
 
@@ -265,14 +265,50 @@ def test_train_gives_every_rank_exactly_its_batches_on_uneven_shards(tmp_path, w
     for rank in range(2):
         batches = _epoch(urls, rank, workers=workers, batches=5)
         assert len(batches) == 5
-        for clips, label in batches:
+        for clips, label, keys in batches:
             assert clips.shape == (3, 4, 3, 16, 16) and clips.dtype == torch.uint8
             assert label.shape == (3,) and label.dtype == torch.int64
             assert clips.is_contiguous()
-        labels.append({int(x) for _, label in batches for x in label})
+            assert [f"v{int(y):03d}" for y in label] == keys
+        labels.append({int(x) for _, label, _ in batches for x in label})
     assert set().union(*labels) <= set(range(13))
-    if workers == 0:  # 3 shards >= 2 ranks x 1 reader: disjoint shards per rank
-        assert not labels[0] & labels[1]
+
+
+@pytest.mark.parametrize("sizes", [[9, 4, 12], [2, 1, 0, 3, 1, 5, 2, 1, 4, 2, 2, 3]])
+def test_every_epoch_reads_every_video_once_for_any_shard_count(tmp_path, sizes):
+    """3 shards for 2 ranks x 4 workers (8 readers: shards are split inside), or more shards
+    than readers: each epoch, every video is read once, by one reader of one rank."""
+    urls, keys = write_shards(tmp_path, sizes)
+    batch, world = 2, 2
+    for epoch in range(2):
+        read = []
+        for rank in range(world):
+            stream = train_batches(urls, CLIP, batch_size=batch, batches=None, rank=rank,
+                                   world_size=world, seed=3, epoch=epoch, num_workers=4,
+                                   shuffle_buffer=4, counts=[len(k) for k in _keys(sizes)])
+            got = [key for _, _, batch_keys in stream for key in batch_keys]
+            assert len(got) == len(stream) * batch  # every rank the same number of batches
+            read += got
+        plan = stream.plan
+        assert len(read) == len(set(read)), "a video was read twice in one epoch"
+        assert len(set(read)) + plan.dropped_per_pass == len(keys)
+        assert plan.dropped_per_pass < world * batch and set(read) <= set(keys)
+
+
+def _keys(sizes):
+    return [[None] * size for size in sizes]
+
+
+def test_an_epoch_longer_than_a_pass_starts_a_new_pass_and_a_tiny_split_is_refused(tmp_path):
+    urls, keys = write_shards(tmp_path, [3, 4])
+    stream = train_batches(urls, CLIP, batch_size=2, batches=5, rank=0, world_size=1, seed=0,
+                           epoch=0, num_workers=0, shuffle_buffer=0)
+    read = [key for _, _, batch_keys in stream for key in batch_keys]
+    assert len(read) == 10 and sorted(read[:6]) == sorted(set(read[:6]))  # pass 1: 6 of 7
+    assert stream.plan.batches_per_pass == 3 and stream.plan.dropped_per_pass == 1
+    with pytest.raises(ValueError, match="one batch"):
+        train_batches(urls, CLIP, batch_size=4, batches=None, rank=0, world_size=2, seed=0,
+                      epoch=0, num_workers=0)
 
 
 def test_train_is_reproducible_and_differs_between_epochs(tmp_path):
@@ -293,7 +329,7 @@ def test_train_keep_filters_samples_and_an_empty_selection_fails(tmp_path):
     keep = SelectionFilter(0.5)
     wanted = {i for i, key in enumerate(keys) if keep(key)}
     assert 0 < len(wanted) < len(keys)
-    seen = {int(x) for rank in range(2) for _, label in _epoch(urls, rank, workers=2, keep=keep)
+    seen = {int(x) for rank in range(2) for _, label, _ in _epoch(urls, rank, workers=2, keep=keep)
             for x in label}
     assert seen <= wanted
     with pytest.raises(RuntimeError, match="no sample"):
@@ -313,7 +349,7 @@ def test_train_swaps_labels_of_flipped_clips(tmp_path):
         train_batches([str(path)], clip, batch_size=4, batches=1, rank=0, world_size=1, seed=0,
                       epoch=0, num_workers=0)
     labels = set()
-    for clips, label in train_batches([str(path)], clip, batch_size=4, batches=4, rank=0,
+    for clips, label, _ in train_batches([str(path)], clip, batch_size=4, batches=4, rank=0,
                                       world_size=1, seed=0, epoch=0, num_workers=0,
                                       label_swap=label_swap_indices(clip.flip_label_swap, "ab")):
         for one, y in zip(clips, label):
@@ -326,7 +362,7 @@ def test_train_swaps_labels_of_flipped_clips(tmp_path):
 
 def test_assignment_notes_say_what_happens():
     assert "disjoint" in shard_assignment_note(8, 2, 2)
-    assert "NOT" in shard_assignment_note(3, 2, 2) and "4" in shard_assignment_note(3, 2, 2)
+    assert "share shards" in shard_assignment_note(3, 2, 2) and "4" in shard_assignment_note(3, 2, 2)
     assert "1 readers" in shard_assignment_note(1, 1, 0)
     assert "split by (rank, worker)" in eval_assignment_note(4, 2, 2)
     assert "i % 4" in eval_assignment_note(3, 2, 2)
@@ -340,7 +376,7 @@ def test_train_logs_its_shard_policy(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="tsi.loader"):
         train_batches(urls, CLIP, batch_size=1, batches=1, rank=0, world_size=2, seed=0,
                       epoch=0, num_workers=2)
-    assert "do NOT read disjoint" in caplog.text
+    assert "share shards" in caplog.text
 
 
 # -------------------------------------------------------------------------------- evaluation

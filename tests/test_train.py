@@ -94,11 +94,15 @@ def test_in_process_run_resumes_by_name_with_its_counters(synthetic_shards, tmp_
         "model.name": "tsm_r50"})
     first = run_training(resolve_config(None, overrides))
     assert first.resumed_from_step is None and first.metrics["global_step"] == 2
-    again = run_training(resolve_config(None, overrides + ["epochs=2"]))
+    with pytest.raises(ResumeRefused, match=r"epochs: 1 -> 2"):  # another recipe: refused
+        run_training(resolve_config(None, overrides + ["epochs=2"]))
+    overrides += ["epochs=2", "run.resume_with_changes=true"]
+    again = run_training(resolve_config(None, overrides))
+    out = capsys.readouterr().out
+    assert "with config changes: {'epochs': (1, 2)}" in out and "resuming from step 2" in out
     assert again.resumed_from_step == 2 and again.metrics["global_step"] == 4
-    assert "resuming from step 2" in capsys.readouterr().out
     assert [e["epoch"] for e in _epochs(again)] == [1, 2]
-    done = run_training(resolve_config(None, overrides + ["epochs=2"]))  # nothing left to train
+    done = run_training(resolve_config(None, overrides))  # nothing left to train
     assert "is complete" in capsys.readouterr().out and done.metrics["global_step"] == 4
     assert [e["epoch"] for e in _epochs(done)] == [1, 2]
 

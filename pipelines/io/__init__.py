@@ -7,6 +7,7 @@ read from wherever the data lives. Nothing here imports another ``pipelines`` su
 """
 from pipelines.io.storage import (
     STORAGE_ENV,
+    storage_env,
     ListingProblem,
     PathEscapesRoot,
     Storage,
@@ -19,5 +20,6 @@ from pipelines.io.storage import (
 
 __all__ = [
     "STORAGE_ENV", "ListingProblem", "PathEscapesRoot", "Storage", "is_uri", "local_path",
+    "storage_env",
     "read_bytes", "scheme", "write_bytes",
 ]

@@ -65,6 +65,11 @@ STORAGE_ENV = (
 )
 
 
+def storage_env() -> dict[str, str]:
+    """The object-store client settings of this process, to hand to the tasks it starts."""
+    return {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}
+
+
 def scheme(location: str) -> str | None:
     """The lower-cased scheme of ``scheme://…`` (``"file"`` included), else ``None``."""
     match = _URI.match(location)
@@ -96,6 +101,14 @@ def _s3_filesystem() -> pafs.FileSystem:
         kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     kwargs["region"] = region or "us-east-1"  # never let pyarrow probe the bucket's region
+    # keys from the environment travel with the filesystem object: Ray Train's controller and
+    # workers unpickle it in processes that may not have this environment (without keys, each
+    # process uses the default chain: instance profile, IRSA / workload identity)
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        kwargs["secret_key"] = os.environ["AWS_SECRET_ACCESS_KEY"]
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
     return pafs.S3FileSystem(**kwargs)
 
 

@@ -1,18 +1,13 @@
 """Shards -> batches inside one training process (rank ``r`` of ``w``), with webdataset.
 
-Training (:func:`train_batches`): every rank yields exactly ``batches`` full batches per epoch,
-so DDP ranks never wait on each other at an epoch's end, whatever the shard sizes:
-
-- shards >= ranks x readers (a reader is a DataLoader worker, or the process itself with
-  ``num_workers=0``): the sorted shard list is shuffled with ``(seed, epoch)`` (the same on every
-  rank) and dealt out ``split_by_node``-style by the explicit ``rank``/``world_size``, then by
-  worker, so each (rank, worker) reads its own disjoint shards, a different deal every epoch;
-- fewer shards: every (rank, worker) reads all shards, in its own seeded order. Ranks then do not
-  read disjoint samples (each sees the whole set, in a different order and augmentation);
-  :func:`shard_assignment_note` says so, and it is logged on ``tsi.loader``;
-- when a reader's shards run out before the epoch's batches are done it starts over on them in a
-  new shuffled order (resampling); the loader's ``with_epoch`` cuts the endless stream at
-  ``batches``.
+Training (:func:`train_batches`): every video exactly once per pass, for any shard count. A pass
+orders the shards by ``(seed, epoch, pass)`` (the same on every rank) and concatenates their
+kept videos; each rank takes an equal range of whole batches and its DataLoader workers split
+that range again, so (rank, worker) readers never read the same video, shards fewer than readers
+are split inside (each reader decodes only its slice), and every rank yields exactly the same
+number of batches. The remainder (fewer than ranks x batch videos) is dropped and counted
+(:class:`EpochPlan`); nothing is resampled. Batches carry their videos' keys, so the trainer
+can log how many distinct videos an epoch saw.
 
 All randomness (deal, shard order, shuffle buffer, frame sampling, crops, flips) comes from
 ``random.Random`` seeded by SHA-256 of ``(seed, epoch, rank, worker, purpose)``: a run is
@@ -37,7 +32,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -57,8 +52,9 @@ from pipelines.loader.selection import SelectionFilter, in_selection
 from pipelines.loader.views import eval_views
 from pipelines.shards.reader import open_shards, sample_label
 
-__all__ = ["EvalBatch", "SelectionFilter", "derive_seed", "eval_assignment_note", "eval_batches",
-           "in_selection", "shard_assignment_note", "train_batches"]
+__all__ = ["EpochPlan", "EvalBatch", "SelectionFilter", "TrainBatch", "count_samples",
+           "derive_seed", "eval_assignment_note", "eval_batches", "in_selection", "plan_epoch",
+           "shard_assignment_note", "train_batches"]
 
 logger = logging.getLogger("tsi.loader")
 
@@ -89,13 +85,11 @@ def _readers(num_shards: int, world_size: int, num_workers: int) -> tuple[int, s
 def shard_assignment_note(num_shards: int, world_size: int, num_workers: int) -> str:
     """What :func:`train_batches` does with this many shards (logged at start)."""
     slots, counts = _readers(num_shards, world_size, num_workers)
-    if num_shards >= slots:
-        return (f"train: {counts}: every (rank, worker) streams its own disjoint shards, dealt "
-                "anew each epoch; a reader whose shards run out before the epoch's batches "
-                "reads them again in a new order")
-    return (f"train: {counts}: every (rank, worker) resamples from all {num_shards} shards in "
-            "its own seeded order, so ranks do NOT read disjoint samples (write at least "
-            f"{slots} shards for disjoint ones)")
+    how = ("most readers stream whole shards of their own" if num_shards >= slots else
+           "readers share shards, each decoding only its own slice of them")
+    return (f"train: {counts}: each pass gives every (rank, worker) a disjoint range of the "
+            f"videos in a new shard order; {how}; every video once per pass, the remainder "
+            "(fewer than ranks x batch) dropped and counted")
 
 
 def eval_assignment_note(num_shards: int, world_size: int, num_workers: int) -> str:
@@ -152,9 +146,75 @@ def _check_rank(rank: int, world_size: int, num_workers: int) -> None:
 # ---------------------------------------------------------------------------------- training
 
 
+def count_samples(urls: Sequence[str], keep: Callable[[str], bool] | None = None) -> list[int]:
+    """Kept samples per shard, read from the tar headers (no decoding). The trainer passes the
+    manifest's counts instead; this is for callers that have only shards."""
+    counts = []
+    for url in urls:
+        keys = {s["__key__"] for s in _read([url])}
+        counts.append(sum(1 for k in keys if keep is None or keep(k)))
+    return counts
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """How one epoch's training videos are cut into equal, disjoint parts.
+
+    A *pass* is one walk over every kept video: the shards in a ``(seed, epoch, pass)`` order,
+    each shard's videos in tar order, as one sequence of positions. Rank ``r`` takes positions
+    ``[r * B * batch, (r + 1) * B * batch)`` with ``B = videos // (ranks * batch)`` batches per
+    rank, and its readers (DataLoader workers) split that range in whole batches, so each video
+    is read by exactly one reader of one rank; the last ``videos - ranks * B * batch`` positions
+    (fewer than ``ranks * batch``) are dropped and counted. An epoch of more batches than a pass
+    holds continues with the next pass (a new order); one of fewer stops early (counted too).
+    """
+
+    videos: int
+    world_size: int
+    batch_size: int
+    batches: int  # this epoch's batches per rank
+
+    @property
+    def batches_per_pass(self) -> int:
+        return self.videos // (self.world_size * self.batch_size)
+
+    @property
+    def dropped_per_pass(self) -> int:
+        return self.videos - self.world_size * self.batches_per_pass * self.batch_size
+
+    def reader_ranges(self, rank: int, reader: int, readers: int) -> list[tuple[int, int, int]]:
+        """``(pass, start, stop)`` positions this reader reads, pass by pass."""
+        per_pass, out, left, pass_ = self.batches_per_pass, [], self.batches, 0
+        while left > 0:
+            quota = min(per_pass, left)
+            share = [quota // readers + (w < quota % readers) for w in range(readers)]
+            start = (rank * per_pass + sum(share[:reader])) * self.batch_size
+            if share[reader]:
+                out.append((pass_, start, start + share[reader] * self.batch_size))
+            left -= quota
+            pass_ += 1
+        return out
+
+    def videos_read(self) -> int:
+        """Videos read by all ranks this epoch (= ranks x batches x batch size)."""
+        return self.world_size * self.batches * self.batch_size
+
+
+def plan_epoch(videos: int, *, world_size: int, batch_size: int,
+               batches: int | None = None) -> EpochPlan:
+    """The epoch plan for ``videos`` kept training videos (``batches=None``: one exact pass)."""
+    per_pass = videos // (world_size * batch_size)
+    if per_pass < 1:
+        raise ValueError(f"{videos} training videos cannot give {world_size} rank(s) one batch "
+                         f"of {batch_size} each: use a smaller batch or fewer workers")
+    return EpochPlan(videos, world_size, batch_size, per_pass if batches is None else batches)
+
+
 @dataclass(frozen=True)
 class _TrainPlan:
     urls: tuple[str, ...]
+    counts: tuple[int, ...]
+    epoch_plan: EpochPlan
     clip: ClipSettings
     batch_size: int
     rank: int
@@ -168,9 +228,15 @@ class _TrainPlan:
     def rng(self, worker: int, purpose: str) -> random.Random:
         return random.Random(derive_seed(self.seed, self.epoch, self.rank, worker, purpose))
 
+    def pass_order(self, pass_: int) -> list[int]:
+        """Shard indices in this pass's order (the same on every rank and reader)."""
+        order = list(range(len(self.urls)))
+        random.Random(derive_seed(self.seed, self.epoch, pass_, "deal")).shuffle(order)
+        return order
+
 
 class _TrainSamples(IterableDataset):
-    """This reader's raw samples, endlessly: its shards, then again in a new order, and so on."""
+    """This reader's raw samples: its positions of each pass (see :class:`EpochPlan`)."""
 
     def __init__(self, plan: _TrainPlan) -> None:
         super().__init__()
@@ -179,28 +245,37 @@ class _TrainSamples(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         p = self.plan
         worker, workers = _worker()
-        urls = list(p.urls)
-        if len(urls) >= p.world_size * workers:
-            random.Random(derive_seed(p.seed, p.epoch, "deal")).shuffle(urls)
-            urls = urls[p.rank::p.world_size][worker::workers]
-        rng = p.rng(worker, "shard-order")
-        while True:
-            order = list(urls)
-            rng.shuffle(order)
-            count = 0
-            for sample in _read(order):
-                if p.keep is None or p.keep(sample["__key__"]):
-                    count += 1
-                    yield sample
-            if count == 0:
-                raise RuntimeError(
-                    f"rank {p.rank} worker {worker}: its {len(order)} shards hold no sample "
-                    "that passes keep(); an epoch of batches cannot be made from them")
+        for pass_, start, stop in p.epoch_plan.reader_ranges(p.rank, worker, workers):
+            yield from self._positions(p.pass_order(pass_), start, stop)
+
+    def _positions(self, order: list[int], start: int, stop: int) -> Iterator[dict[str, Any]]:
+        p, offset = self.plan, 0
+        for index in order:
+            count = p.counts[index]
+            if count and offset + count > start and offset < stop:
+                yield from self._slice(index, max(start - offset, 0), min(stop - offset, count))
+            offset += count
+            if offset >= stop:
+                return
+
+    def _slice(self, index: int, first: int, last: int) -> Iterator[dict[str, Any]]:
+        """Kept samples ``first..last-1`` of one shard (the others are skipped undecoded)."""
+        p, kept = self.plan, 0
+        for sample in _read([p.urls[index]]):
+            if p.keep is not None and not p.keep(sample["__key__"]):
+                continue
+            if kept >= first:
+                yield sample
+            kept += 1
+            if kept >= last:
+                return
+        raise RuntimeError(f"{p.urls[index]} holds {kept} kept samples, fewer than the "
+                           f"{p.counts[index]} its manifest lists: re-run jobs.preprocess")
 
 
 @dataclass(frozen=True)
 class _TrainClips:
-    """Raw samples -> (uint8 (T, S, S, 3) resampled clip, flipped, label).
+    """Raw samples -> (uint8 (T, S, S, 3) resampled clip, flipped, label, key).
 
     The layout copy to ``(T, 3, S, S)`` (with the flip) is left to the batcher, which writes it
     straight into the shared-memory batch: one copy per clip after the resample, not two.
@@ -209,7 +284,7 @@ class _TrainClips:
     plan: _TrainPlan
 
     def __call__(self, samples: Iterable[dict[str, Any]]
-                 ) -> Iterator[tuple[np.ndarray, bool, int]]:
+                 ) -> Iterator[tuple[np.ndarray, bool, int, str]]:
         p, clip = self.plan, self.plan.clip
         rng = p.rng(_worker()[0], "augment")
         for sample in samples:
@@ -217,7 +292,7 @@ class _TrainClips:
             frames = read_frames(sample, index)
             box, flipped = train_params(frames.shape[2], frames.shape[1], clip, rng)
             yield (resample(frames, box, clip.size), flipped,
-                   flipped_label(sample_label(sample), flipped, p.label_swap))
+                   flipped_label(sample_label(sample), flipped, p.label_swap), sample["__key__"])
 
 
 @dataclass(frozen=True)
@@ -232,74 +307,97 @@ class _Shuffle:
         return wds.shuffle(size, size, rng=rng)(iter(items))
 
 
+class TrainBatch(NamedTuple):
+    """One training batch: uint8 clips ``(B, T, 3, S, S)``, int64 labels, the videos' keys."""
+
+    clips: torch.Tensor
+    labels: torch.Tensor
+    keys: list[str]
+
+
 @dataclass(frozen=True)
 class _TrainBatches:
     batch_size: int
 
-    def __call__(self, items: Iterable[tuple[np.ndarray, bool, int]]
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __call__(self, items: Iterable[tuple[np.ndarray, bool, int, str]]
+                 ) -> Iterator[TrainBatch]:
         it = iter(items)
-        while True:
-            chunk = list(itertools.islice(it, self.batch_size))
+        while chunk := list(itertools.islice(it, self.batch_size)):
             if len(chunk) < self.batch_size:
-                return  # only reachable if the endless stream ended: the loader restarts it
+                raise RuntimeError(f"a reader's range ended with {len(chunk)} clips, not a whole "
+                                   f"batch of {self.batch_size}: the epoch plan is broken")
             t, s = chunk[0][0].shape[:2]
             clips = _uint8_buffer((self.batch_size, t, 3, s, s))
             view = clips.numpy()
-            for b, (frames, flipped, _) in enumerate(chunk):
+            for b, (frames, flipped, _, _) in enumerate(chunk):
                 channels_first(frames, flip=flipped, out=view[b])
-            yield clips, torch.tensor([label for _, _, label in chunk], dtype=torch.int64)
+            yield TrainBatch(clips, torch.tensor([c[2] for c in chunk], dtype=torch.int64),
+                             [c[3] for c in chunk])
 
 
 class _Epoch:
     """Exactly ``batches`` batches when iterated (each iteration replays the same epoch)."""
 
-    def __init__(self, loader: Any, batches: int) -> None:
+    def __init__(self, loader: Any, plan: EpochPlan) -> None:
         self._loader = loader
-        self._batches = batches
+        self.plan = plan
 
     def __len__(self) -> int:
-        return self._batches
+        return self.plan.batches
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[TrainBatch]:
         return iter(self._loader)
 
 
-def train_batches(urls: Sequence[str], clip: ClipSettings, *, batch_size: int, batches: int,
-                  rank: int, world_size: int, seed: int, epoch: int, num_workers: int = 2,
+def train_batches(urls: Sequence[str], clip: ClipSettings, *, batch_size: int,
+                  batches: int | None, rank: int, world_size: int, seed: int, epoch: int,
+                  counts: Sequence[int] | None = None, num_workers: int = 2,
                   shuffle_buffer: int = 256, keep: Callable[[str], bool] | None = None,
                   label_swap: Mapping[int, int] | None = None, pin_memory: bool = False,
-                  multiprocessing_context: str | None = None,
-                  ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of training batches for this rank: exactly ``batches`` of
-    ``(clips uint8 (batch_size, T, 3, size, size), labels int64 (batch_size,))``.
+                  multiprocessing_context: str | None = None) -> _Epoch:
+    """One epoch of training batches for this rank: exactly ``batches`` :class:`TrainBatch`
+    (``batches=None``: one exact pass over the videos), every video read by one reader of one
+    rank per pass, for any number of shards (see :class:`EpochPlan`).
 
-    ``keep(key)`` filters samples before decoding (e.g. ``SelectionFilter(f, selected=False)``
-    for train minus the selection split; picklable, unlike a lambda, if workers are spawned).
+    ``counts`` are the kept samples of each shard of ``urls`` (the manifest's; read from the
+    tars when omitted); the same on every rank. ``keep(key)`` filters samples before decoding
+    (e.g. ``SelectionFilter(f, selected=False)`` for train minus the selection split; picklable).
     ``label_swap`` maps a label to its mirror class when a clip is flipped; it is required when
     ``clip.flip_label_swap`` names pairs (see :func:`pipelines.loader.clips.label_swap_indices`).
     Each reader fills its ``shuffle_buffer`` (clips, ~1.2 MB each at 8 x 224²) before its first
     batch. ``num_workers=0`` decodes in this process, with this process's torch threads.
-    The result has ``len()``; iterating it again replays the same epoch.
+    The result has ``len()`` and its :class:`EpochPlan` (``.plan``); iterating it again replays
+    the same epoch.
     """
-    ordered = _check_urls(urls)
     _check_rank(rank, world_size, num_workers)
-    if batch_size < 1 or batches < 1:
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    _check_urls(urls)
+    counts = list(count_samples(urls, keep) if counts is None else counts)
+    if len(counts) != len(urls) or min(counts) < 0:
+        raise ValueError("counts must give each shard's kept samples (one non-negative each)")
+    pairs = sorted(zip(urls, counts))
+    if batch_size < 1 or (batches is not None and batches < 1):
         raise ValueError("batch_size and batches must be >= 1")
     if shuffle_buffer < 0:
         raise ValueError("shuffle_buffer must be >= 0")
     if clip.flip and clip.flip_label_swap and not label_swap:
         raise ValueError("clip.flip_label_swap names class pairs but no label_swap was given: "
                          "pass label_swap=label_swap_indices(clip.flip_label_swap, classes)")
-    plan = _TrainPlan(tuple(ordered), clip, batch_size, rank, world_size, int(seed), int(epoch),
-                      shuffle_buffer, keep, dict(label_swap or {}))
-    _log_once(f"rank {rank}: {shard_assignment_note(len(ordered), world_size, num_workers)}")
+    if sum(counts) == 0:
+        raise RuntimeError(f"the {len(urls)} shards hold no sample that passes keep(): an epoch "
+                           "of batches cannot be made from them")
+    epoch_plan = plan_epoch(sum(counts), world_size=world_size, batch_size=batch_size,
+                            batches=batches)
+    plan = _TrainPlan(tuple(u for u, _ in pairs), tuple(c for _, c in pairs), epoch_plan, clip,
+                      batch_size, rank, world_size, int(seed), int(epoch), shuffle_buffer, keep,
+                      dict(label_swap or {}))
+    _log_once(f"rank {rank}: {shard_assignment_note(len(urls), world_size, num_workers)}")
     pipeline = wds.DataPipeline(_TrainSamples(plan), _TrainClips(plan), _Shuffle(plan),
                                 _TrainBatches(batch_size))
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers,
                            pin_memory=pin_memory, multiprocessing_context=multiprocessing_context,
                            persistent_workers=False)
-    return _Epoch(loader.with_epoch(batches), batches)
+    return _Epoch(loader, epoch_plan)
 
 
 # -------------------------------------------------------------------------------- evaluation

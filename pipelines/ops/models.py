@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from pipelines.evaluation.exported import export_metadata
+from pipelines.io import is_uri
+from pipelines.train.layout import local_export
 from pipelines.tracking.registry import file_sha256, lineage_tags
 
 _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[A-Za-z0-9_-]+)$")
@@ -94,6 +96,10 @@ def resolve_model(source: str, client: Any, tracking_uri: str,
     """A ``models:/`` URI or an export path → :class:`ModelRef` (checkpoint on local disk)."""
     parsed = parse_registry_uri(source)
     if parsed is None:
+        if is_uri(source):  # an export in object-store run storage
+            source_path = local_export(source, str(workdir) if workdir else None)
+            meta = export_metadata(source_path)
+            return ModelRef(source, source_path, meta, lineage_tags(meta, Path(source_path)))
         path = Path(source)
         if not path.is_file():
             raise ModelNotFound(f"{source} is neither a models:/ URI nor an exported model file")

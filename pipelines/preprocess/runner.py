@@ -8,13 +8,12 @@ resumes the failed ones.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 from pipelines.cluster import ensure_ray
 from pipelines.preprocess.config import PreprocessConfig
-from pipelines.io import STORAGE_ENV
+from pipelines.io import storage_env
 from pipelines.preprocess.worker import ShardReport, ShardTask, write_shard
 
 log = logging.getLogger("tsi.preprocess")
@@ -26,7 +25,7 @@ def task_options(cfg: PreprocessConfig, remote_io: bool) -> dict[str, Any]:
                                "max_retries": cfg.ray.max_retries, "retry_exceptions": False}
     if cfg.ray.memory_per_task_mb:
         options["memory"] = cfg.ray.memory_per_task_mb * 2**20
-    env = {k: os.environ[k] for k in STORAGE_ENV if k in os.environ}
+    env = storage_env()
     if remote_io and env:  # tasks on this cluster may not share the driver's environment
         options["runtime_env"] = {"env_vars": env}
     return options

@@ -202,6 +202,20 @@ class MlflowTracking:
     def epoch_logger(self, handle: Mapping[str, Any]):
         return _EpochLogger(handle, self.settings.probe_timeout_s)
 
+    def fail(self, handle: Mapping[str, Any], reason: str, summary: Mapping[str, Any]) -> None:
+        """Tag the run with why it has no published model and end it FAILED."""
+        from mlflow import MlflowClient
+
+        def record() -> None:
+            client = MlflowClient(tracking_uri=self.store.uri)
+            client.set_tag(handle["run_id"], "tsi.failure", reason[:5000])
+            client.set_tag(handle["run_id"], "tsi.export", str(summary.get("export", "")))
+            client.set_terminated(handle["run_id"], status="FAILED")
+
+        with bounded_http(self.settings.probe_timeout_s, retries=0):
+            with_retries("recording the failed run", record, self.settings.retries,
+                         self.settings.backoff_s)
+
     def end(self, handle: Mapping[str, Any], export_path: str, summary: Mapping[str, Any]) -> None:
         from pipelines.tracking.publish import publish_export
 

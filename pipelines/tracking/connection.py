@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.io import is_uri
 from pipelines.train.config import TrackingSettings
 
 
@@ -41,6 +42,10 @@ def resolve_store(settings: TrackingSettings, storage_path: str) -> Store:
         if local and uri.startswith("sqlite:///"):
             root = Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts"
         return Store(uri, root.as_uri() if root else None)
+    if is_uri(storage_path):
+        raise TrackingUnavailable(f"run.storage_path {storage_path} is an object store: the "
+                                  "embedded sqlite MLflow store cannot live there; set "
+                                  "tracking.uri or MLFLOW_TRACKING_URI to an MLflow server")
     base = Path(storage_path).resolve() / "mlflow"
     base.mkdir(parents=True, exist_ok=True)
     return Store(f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri())

@@ -21,10 +21,14 @@ from typing import Any
 
 import torch
 
-STATE_FILE = "tsi_state.json"
+from pipelines.config import to_dict
+from pipelines.train import layout
+
+STATE_FILE = layout.STATE
+CONFIG_FILE = layout.CONFIG
 METRICS_FILE = "metrics.json"  # the epoch's metrics, as reported with this checkpoint
 PROBE_FILE = "export_probe.pt"  # a few evaluation clips and the engine's logits on them
-PREDICTIONS_FILE = "eval_predictions.npz"  # per-video scores of the epoch's evaluation
+PREDICTIONS_FILE = layout.PREDICTIONS  # per-video scores of the epoch's evaluation
 TAG = "model"  # one DeepSpeed tag per Ray checkpoint folder
 EXPORT_FORMAT = "tsi-export-v1"
 
@@ -37,6 +41,7 @@ class TrainState:
     global_step: int = 0
     world_size: int = 1
     run_name: str = ""
+    config_hash: str = ""  # of the resolved config that trained it (resume compares it)
 
     @classmethod
     def read(cls, folder: str | Path) -> "TrainState | None":
@@ -50,14 +55,16 @@ class TrainState:
 
 
 def save(engine: Any, folder: str, state: TrainState, rank: int,
-         metrics: dict[str, float]) -> None:
-    """Every rank saves its DeepSpeed part (DeepSpeed hangs if only one does); rank 0 the state
-    and the epoch's metrics (so an export made from this folder alone can carry them)."""
+         metrics: dict[str, float], config: Any) -> None:
+    """Every rank saves its DeepSpeed part (DeepSpeed hangs if only one does); rank 0 the
+    epoch's metrics, the resolved config and, last, the state (its presence marks the folder
+    complete)."""
     engine.save_checkpoint(folder, tag=TAG, client_state={"epoch": state.epoch,
                                                           "global_step": state.global_step})
     if rank == 0:
-        state.write(folder)
         Path(folder, METRICS_FILE).write_text(json.dumps(metrics))
+        Path(folder, CONFIG_FILE).write_text(json.dumps(to_dict(config), default=str))
+        state.write(folder)
 
 
 def read_metrics(folder: str | Path) -> dict[str, float]:
@@ -72,13 +79,6 @@ def restore(engine: Any, folder: str) -> TrainState:
         raise FileNotFoundError(f"{folder} has no {STATE_FILE}: not a checkpoint of this trainer")
     engine.load_checkpoint(folder, tag=TAG)
     return state
-
-
-def latest(run_dir: str | Path) -> tuple[Path, TrainState] | None:
-    """A run's newest checkpoint folder in its storage (Ray's or local mode's) and its state."""
-    found = [(f, TrainState.read(f)) for f in Path(run_dir).glob("checkpoint_*") if f.is_dir()]
-    found = [(f, s) for f, s in found if s is not None]
-    return max(found, key=lambda pair: pair[1].global_step) if found else None
 
 
 def consolidated_state_dict(folder: str) -> dict[str, torch.Tensor]:
@@ -106,12 +106,39 @@ def export(folder: str, path: str | Path, *, model_name: str, options: dict[str,
 
 
 def save_probe(folder: str, clips: torch.Tensor, logits: torch.Tensor) -> None:
-    """Keep uint8 clips and the trained engine's logits beside the last checkpoint."""
-    torch.save({"clips": clips.cpu(), "logits": logits.float().cpu()}, Path(folder) / PROBE_FILE)
+    """Keep uint8 clips and the trained engine's logits (in its dtype) beside the checkpoint."""
+    torch.save({"clips": clips.cpu(), "logits": logits.detach().cpu(),
+                "dtype": str(logits.dtype).removeprefix("torch.")}, Path(folder) / PROBE_FILE)
 
 
-def check_export(folder: str, export_path: str | Path, tolerance: float) -> float:
-    """Max |logit difference| between the engine (probe) and the export rebuilt by tsi_model.
+# Like-with-like tolerance, relative to the largest logit: fp32 is exact up to summation order;
+# a half-precision engine on a GPU against the same model in that dtype on the driver's CPU
+# differs by kernel accumulation order only.
+EXPORT_TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 1e-2}
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """How the export reproduces the engine: like with like, and fp32 against the engine."""
+
+    dtype: str
+    max_abs_diff: float  # export run in the engine's dtype vs the engine
+    logit_scale: float
+    tolerance: float  # relative to max(logit_scale, 1)
+    fp32_max_abs_diff: float  # export in fp32 vs the engine (information: the dtype's cost)
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance * max(self.logit_scale, 1.0)
+
+    def describe(self) -> str:
+        return (f"export vs engine in {self.dtype}: max |logit diff| {self.max_abs_diff:.3g} "
+                f"(limit {self.tolerance * max(self.logit_scale, 1.0):.3g}, logit scale "
+                f"{self.logit_scale:.3g}); fp32 export vs engine {self.fp32_max_abs_diff:.3g}")
+
+
+def check_export(folder: str, export_path: str | Path) -> ExportCheck:
+    """Compare the export rebuilt by ``tsi_model`` with the engine's logits on the probe clips.
 
     The export is only trusted if it reproduces what was trained: a wrong merge of ZeRO
     partitions or a missing BatchNorm buffer shows up here, not in a registry weeks later.
@@ -122,15 +149,16 @@ def check_export(folder: str, export_path: str | Path, tolerance: float) -> floa
     if not probe_path.exists():
         raise FileNotFoundError(f"{probe_path} missing: the checkpoint has no probe")
     probe = torch.load(probe_path, map_location="cpu", weights_only=True)
+    name = probe.get("dtype", "float32")
+    dtype = getattr(torch, name)
+    engine = probe["logits"].float()
     model = build_from_checkpoint(str(export_path)).eval()
     with torch.no_grad():
-        logits = model(normalize_clip(probe["clips"]))
-    diff = float((logits - probe["logits"]).abs().max())
-    scale = float(probe["logits"].abs().max()) or 1.0
-    if diff > tolerance * max(scale, 1.0):
-        raise RuntimeError(f"exported model differs from the trained engine by {diff:.3g} "
-                           f"(logit scale {scale:.3g}); refusing to publish {export_path}")
-    return diff
+        fp32 = model(normalize_clip(probe["clips"])).float()
+        same = fp32 if dtype == torch.float32 else model.to(dtype)(
+            normalize_clip(probe["clips"], dtype=dtype)).float()
+    return ExportCheck(name, float((same - engine).abs().max()), float(engine.abs().max()),
+                       EXPORT_TOLERANCE.get(name, 1e-2), float((fp32 - engine).abs().max()))
 
 
 def save_predictions(folder: str | Path, preds: Any) -> None:

@@ -18,15 +18,17 @@ from pipelines.cluster import RAY_JOB_PLACEHOLDER, expand_ray_job
 from pipelines.config import load_config, to_dict
 from pipelines.loader.clips import ClipSettings
 
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Which network: a ``tsi_model.get_model`` name and its builder options.
 
-    ``pretrained`` is a local file (a torchvision ResNet-50 state dict or a project checkpoint,
-    e.g. a Kinetics model for UCF-101 fine-tuning; a head of another size is replaced).
+    ``pretrained`` is a torchvision ResNet-50 state dict or a project export (e.g. a Kinetics
+    model for UCF-101 fine-tuning; a head of another size is replaced), by local path or URI
+    (``s3://``, ``gs://``, ``file://``; see :mod:`pipelines.train.weights`), checked against
+    ``pretrained_sha256`` when each node stages it.
     ``options`` are further builder switches (``temporal_init``, ``fusion``…).
     """
 
@@ -35,6 +37,7 @@ class ModelConfig:
     layers: tuple[int, int, int, int] = (3, 4, 6, 3)
     dropout: float = 0.5
     pretrained: str | None = None
+    pretrained_sha256: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,6 +59,7 @@ class DataConfig:
     batch_size: int = 8
     eval_batch_size: int = 8
     loader_workers: int = 2
+    eval_loader_workers: int = 1  # per rank, for validation and the final protocol
     shuffle_buffer: int = 256
     eval_protocol: str = "1x1"
     eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
@@ -64,8 +68,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.selection_fraction < 1.0:
             raise ValueError("data.selection_fraction must be in [0, 1)")
-        if self.batch_size < 1 or self.eval_batch_size < 1 or self.loader_workers < 0:
-            raise ValueError("data.batch_size/eval_batch_size must be >= 1, loader_workers >= 0")
+        if self.batch_size < 1 or self.eval_batch_size < 1 or min(self.loader_workers,
+                                                                  self.eval_loader_workers) < 0:
+            raise ValueError("data.batch_size/eval_batch_size must be >= 1, loader_workers and "
+                             "eval_loader_workers >= 0")
         if self.eval_every < 1:
             raise ValueError("data.eval_every must be >= 1")
 
@@ -77,6 +83,9 @@ class OptimConfig:
     ``lr`` is the rate for a global batch of ``reference_batch`` clips (the paper's 8 GPUs × 8);
     the trainer uses ``lr * global_batch / reference_batch``. ``head_lr_mult`` multiplies the
     classifier's rate (a new head when fine-tuning). ``warmup_epochs`` ramps linearly from 0.
+    ``decay_norm_and_bias``: weight decay on biases and normalisation weights too (the paper's
+    plain SGD decays every parameter); off exempts them.
+    ``grad_accum`` micro-batches make one optimiser step; an epoch runs whole steps only.
     """
 
     lr: float = 0.01
@@ -91,6 +100,7 @@ class OptimConfig:
     head_lr_mult: float = 1.0
     grad_clip: float | None = 20.0
     grad_accum: int = 1
+    decay_norm_and_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.reference_batch < 1 or self.grad_accum < 1:
@@ -124,6 +134,8 @@ class RunSettings:
     ``keep_best_by``: a metric reported with each checkpoint (e.g. ``selection_top1``) kept
     beside the latest; ``export`` chooses ``last`` (the paper's fixed schedule) or ``best``.
     ``fail_at_step`` is a test hook: rank ``fail_rank`` raises once when it reaches that step.
+    ``resume_with_changes``: resume a run whose checkpoint was made with another config (the
+    differences are printed and recorded); without it such a resume is refused.
     """
 
     name: str | None = None
@@ -135,6 +147,7 @@ class RunSettings:
     max_failures: int = 1
     fail_at_step: int | None = None
     fail_rank: int = 1
+    resume_with_changes: bool = False
 
     def __post_init__(self) -> None:
         if self.name:  # {ray_job} is expanded (and its result checked) when the run starts

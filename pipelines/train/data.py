@@ -24,6 +24,7 @@ class DatasetView:
     root: str
     classes: tuple[str, ...]
     train_urls: tuple[str, ...]
+    train_counts: tuple[int, ...]  # training videos (selection split excluded) per train shard
     eval_urls: tuple[str, ...]
     train_videos: int
     selection_videos: int
@@ -70,12 +71,30 @@ def open_dataset(cfg: DataConfig) -> DatasetView:
               "classes": classes.digest}
     if cfg.selection_fraction:
         hashes["selection"] = manifest.dataset_hash(train_table, classes.names, selection)
+    train_urls = tuple(list_shards(cfg.root, cfg.train_split))
     return DatasetView(
-        root=storage.uri(), classes=classes.names,
-        train_urls=tuple(list_shards(cfg.root, cfg.train_split)),
+        root=storage.uri(), classes=classes.names, train_urls=train_urls,
+        train_counts=_counts_per_shard(train_table, train_urls, keep),
         eval_urls=tuple(list_shards(cfg.root, cfg.eval_split)),
         train_videos=len(train_keys) - n_selection, selection_videos=n_selection,
         eval_videos=len(eval_keys), hashes=hashes, media=_media(storage, cfg.train_split))
+
+
+def _counts_per_shard(table, urls: tuple[str, ...], keep) -> tuple[int, ...]:
+    """Stored videos per shard from the manifest (``keep``: the training part only), in the
+    order of ``urls``: the loader plans every epoch from these, on every rank alike."""
+    counts: dict[str, int] = {}
+    for key, status, shard in zip(table.column("key").to_pylist(),
+                                  table.column("status").to_pylist(),
+                                  table.column("shard").to_pylist()):
+        if status == manifest.OK and (keep is None or keep(key)):
+            counts[shard] = counts.get(shard, 0) + 1
+    names = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls]
+    unknown = sorted(set(counts) - set(names))
+    if unknown:
+        raise FileNotFoundError(f"the manifest lists shards that are not there: {unknown[:3]}: "
+                                "re-run jobs.preprocess for that split")
+    return tuple(counts.get(name, 0) for name in names)
 
 
 def _media(storage: Storage, split: str) -> dict:

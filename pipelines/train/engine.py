@@ -15,6 +15,7 @@ import torch
 
 from pipelines import distributed
 from pipelines.train.config import TrainConfig
+from pipelines.train.weights import PretrainedWeights, stage
 from tsi_model import get_model
 
 
@@ -31,14 +32,26 @@ class Device:
 
 
 def pick_device(cfg: TrainConfig) -> Device:
-    """GPU when asked for and present (bf16 unless fp32 is forced), else CPU fp32."""
+    """GPU when asked for and present, else CPU fp32.
+
+    On a GPU ``auto`` is bf16 where the device supports it (Ampere and later) and fp16 with
+    DeepSpeed's dynamic loss scaling otherwise (V100, T4); ``bf16`` on a GPU without it is
+    refused rather than emulated.
+    """
+    precision = cfg.deepspeed.precision
     if cfg.scaling.use_gpu and torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
-        fp32 = cfg.deepspeed.precision == "fp32"
-        return Device(torch.device("cuda", local), torch.float32 if fp32 else torch.bfloat16)
-    if cfg.deepspeed.precision == "bf16":
-        raise ValueError("deepspeed.precision=bf16 needs a GPU; CPU workers train in fp32")
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not bf16_ok:
+            raise ValueError(f"deepspeed.precision=bf16: {torch.cuda.get_device_name(local)} "
+                             "does not support bf16; use fp16 or auto")
+        if precision == "auto":
+            precision = "bf16" if bf16_ok else "fp16"
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return Device(torch.device("cuda", local), dtype)
+    if precision in ("bf16", "fp16"):
+        raise ValueError(f"deepspeed.precision={precision} needs a GPU; CPU workers train in fp32")
     return Device(torch.device("cpu"), torch.float32)
 
 
@@ -49,17 +62,31 @@ def builder_options(cfg: TrainConfig, num_classes: int) -> dict[str, Any]:
             "layers": tuple(cfg.model.layers), **cfg.model.options}
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    return get_model(cfg.model.name, pretrained=cfg.model.pretrained,
-                     **builder_options(cfg, num_classes))
+def build_model(cfg: TrainConfig, num_classes: int, *,
+                weights: PretrainedWeights | None = None) -> torch.nn.Module:
+    """The network; ``weights`` (checked by the driver) staged on this node and loaded. The
+    driver builds it without weights to check the name and options before workers start."""
+    path = stage(weights)[0] if weights is not None else None
+    return get_model(cfg.model.name, pretrained=path, **builder_options(cfg, num_classes))
 
 
-def param_groups(model: torch.nn.Module, base_lr: float, head_mult: float) -> list[dict]:
-    """Backbone and classifier as two groups, so a new head may learn faster (fine-tuning)."""
-    head = [p for n, p in model.named_parameters() if n.startswith("fc.")]
-    body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
-    return [{"params": body, "lr": base_lr, "lr_mult": 1.0},
-            {"params": head, "lr": base_lr * head_mult, "lr_mult": head_mult}]
+def _no_decay(name: str, param: torch.nn.Parameter) -> bool:
+    """Biases and normalisation weights (1-d tensors): no weight decay when the config says so."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def param_groups(model: torch.nn.Module, base_lr: float, head_mult: float,
+                 weight_decay: float, decay_norm_and_bias: bool = True) -> list[dict]:
+    """Backbone and classifier (a new head may learn faster when fine-tuning), each split into
+    decayed and not-decayed parameters when ``decay_norm_and_bias`` is off (the paper decays
+    every parameter: 5e-4). Empty groups are left out."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        exempt = not decay_norm_and_bias and _no_decay(name, param)
+        groups.setdefault((name.startswith("fc."), exempt), []).append(param)
+    return [{"params": params, "lr": base_lr * (head_mult if head else 1.0),
+             "lr_mult": head_mult if head else 1.0, "weight_decay": 0.0 if exempt else weight_decay}
+            for (head, exempt), params in sorted(groups.items())]
 
 
 def deepspeed_config(cfg: TrainConfig, device: Device) -> dict[str, Any]:
@@ -74,8 +101,11 @@ def deepspeed_config(cfg: TrainConfig, device: Device) -> dict[str, Any]:
     }
     if cfg.optim.grad_clip:
         config["gradient_clipping"] = cfg.optim.grad_clip
-    if device.bf16:
+    if device.dtype == torch.bfloat16:
         config["bf16"] = {"enabled": True}
+    elif device.dtype == torch.float16:  # dynamic loss scaling (loss_scale 0), from 2**16
+        config["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16,
+                          "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1}
     return config
 
 
@@ -104,15 +134,32 @@ def _forget_deepspeed_groups() -> None:
                 setattr(deepspeed_groups, name, None)
 
 
+def _skip_inference_shm_op() -> None:
+    """Do not JIT-build DeepSpeed's CPU shared-memory all-reduce (~95 s of g++ on 2 cores).
+
+    Its CPU backend builds the op when the communication backend starts, but only its inference
+    all-reduce (tensor-parallel inference) calls it; training collectives go through the process
+    group. DeepSpeed reads the op's availability from ``deepspeed.ops.__compatible_ops__``, a
+    dict it keeps for this kind of edit.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def make_engine(cfg: TrainConfig, model: torch.nn.Module, base_lr: float, device: Device) -> Any:
     """``deepspeed.initialize`` with our SGD; returns the engine."""
     import deepspeed
 
     ensure_process_group()
     backend = "nccl" if device.device.type == "cuda" else "gloo"
+    if backend == "gloo":
+        _skip_inference_shm_op()
     deepspeed.init_distributed(dist_backend=backend)
     model = model.to(device.device)
-    optimizer = torch.optim.SGD(param_groups(model, base_lr, cfg.optim.head_lr_mult), lr=base_lr,
+    groups = param_groups(model, base_lr, cfg.optim.head_lr_mult, cfg.optim.weight_decay,
+                          cfg.optim.decay_norm_and_bias)
+    optimizer = torch.optim.SGD(groups, lr=base_lr,
                                 momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
                                 weight_decay=cfg.optim.weight_decay)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,

@@ -8,12 +8,14 @@ Rank 0 logs the epoch through the tracking protocol with the global step.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pipelines import distributed
+from pipelines.io import Storage
 from pipelines.evaluation import classification_metrics, gather_predictions, predict
 from pipelines.loader.clips import label_swap_indices
 from pipelines.loader.streams import eval_batches, train_batches
@@ -47,6 +50,8 @@ class LoopInputs:
     steps_per_epoch: int
     tracking: Tracking
     tracking_handle: dict[str, Any]
+    weights: Any = None  # pipelines.train.weights.PretrainedWeights: staged on each node
+    storage_env: dict[str, str] = field(default_factory=dict)  # object-store client settings
 
 
 def _rank_world() -> tuple[int, int]:
@@ -66,11 +71,10 @@ def _maybe_fail(cfg: TrainConfig, run_dir: str, rank: int, step: int) -> None:
     run = cfg.run
     if run.fail_at_step is None or rank != run.fail_rank or step != run.fail_at_step:
         return
-    marker = Path(run_dir, FAULT_MARKER)
-    if marker.exists():
+    folder = Storage.open(run_dir)
+    if folder.exists(FAULT_MARKER):
         return
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(str(step))
+    folder.write_bytes(FAULT_MARKER, str(step).encode())
     raise RuntimeError(f"injected failure at step {step} on rank {rank} (run.fail_at_step)")
 
 
@@ -81,7 +85,8 @@ def evaluate(engine: Any, inputs: LoopInputs, urls, *, protocol: str, keep, rank
     engine.eval()
     batches = eval_batches(urls, cfg.data.clip, protocol=protocol,
                            batch_size=cfg.data.eval_batch_size, rank=rank, world_size=world,
-                           num_workers=min(cfg.data.loader_workers, 1), keep=keep)
+                           num_workers=cfg.data.eval_loader_workers, keep=keep,
+                           pin_memory=device.type == "cuda")
     local = predict(engine, batches, num_classes=inputs.dataset.num_classes, device=device,
                     dtype=dtype)
     preds = gather_predictions(local, inputs.dataset.num_classes)
@@ -140,22 +145,31 @@ def _save_probe(engine: Any, inputs: LoopInputs, folder: str, device) -> None:
     checkpoint.save_probe(folder, clips, logits)
 
 
-def train_loop(config: dict[str, Any]) -> None:
-    """The body of every Ray Train worker; ``config["inputs"]`` is the driver's inputs."""
-    import ray.train
-    from ray.train import Checkpoint
+@dataclass
+class _Worker:
+    """What one worker holds across epochs: its place, device, engine and where the run is."""
 
-    inputs: LoopInputs = config["inputs"]
-    cfg, data = inputs.config, inputs.dataset
+    rank: int
+    world: int
+    device: Any
+    engine: Any
+    base_lr: float
+    state: checkpoint.TrainState
+
+
+def _start(inputs: LoopInputs) -> _Worker:
+    """Threads, seed, device and engine; the run's latest checkpoint restored if there is one."""
+    cfg = inputs.config
     rank, world = _rank_world()
     _threads(cfg)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg)
     global_batch = cfg.data.batch_size * world * cfg.optim.grad_accum
     base_lr = scaled_lr(cfg.optim, global_batch)
-    engine = make_engine(cfg, build_model(cfg, data.num_classes), base_lr, device)
-
-    state = checkpoint.TrainState(world_size=world, run_name=inputs.run_name)
+    model = build_model(cfg, inputs.dataset.num_classes, weights=inputs.weights)
+    engine = make_engine(cfg, model, base_lr, device)
+    state = checkpoint.TrainState(world_size=world, run_name=inputs.run_name,
+                                  config_hash=cfg.digest())
     resumed = _checkpoint_to_resume(inputs)
     if resumed is not None:
         with resumed.as_directory() as folder:
@@ -166,86 +180,149 @@ def train_loop(config: dict[str, Any]) -> None:
         if rank == 0:
             print(f"[train] resuming {inputs.run_name} at epoch {state.epoch}, step "
                   f"{state.global_step}", flush=True)
-    logger = inputs.tracking.epoch_logger(inputs.tracking_handle) if rank == 0 else None
-    micro_batches = inputs.steps_per_epoch * cfg.optim.grad_accum
-    step = state.global_step
-    swap = label_swap_indices(cfg.data.clip.flip_label_swap, data.classes)
+    return _Worker(rank, world, device, engine, base_lr, state)
 
-    for epoch in range(state.epoch, cfg.epochs):
-        began, waited, seen = time.perf_counter(), 0.0, 0
-        losses, correct = [], 0
-        batches = iter(train_batches(
-            data.train_urls, cfg.data.clip, batch_size=cfg.data.batch_size,
-            batches=micro_batches, rank=rank, world_size=world, seed=cfg.seed, epoch=epoch,
-            num_workers=cfg.data.loader_workers, shuffle_buffer=cfg.data.shuffle_buffer,
-            keep=keep_train(cfg.data), label_swap=swap))
-        for micro in range(micro_batches):
-            wait_start = time.perf_counter()
-            clips, labels = next(batches)
-            waited += time.perf_counter() - wait_start
-            set_lr(engine, lr_at(cfg.optim, step, inputs.steps_per_epoch, cfg.epochs, base_lr))
-            x = normalize_clip(clips.to(device.device, non_blocking=True), dtype=device.dtype)
-            y = labels.to(device.device)
-            logits = engine(x)
-            loss = F.cross_entropy(logits.float(), y)
-            engine.backward(loss)
-            engine.step()
-            if engine.is_gradient_accumulation_boundary():
-                step += 1
-                _maybe_fail(cfg, inputs.run_dir, rank, step)
-            losses.append(float(loss.detach()))
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(labels)
-        train_seconds = time.perf_counter() - began
-        del batches  # stop this epoch's loader workers (and free their buffers) before evaluating
-        loss_mean, top1_mean, wait_share = distributed.mean_over_ranks(
-            [float(np.mean(losses)), correct / max(seen, 1), waited / max(train_seconds, 1e-9)],
-        )
-        metrics: dict[str, float] = {
-            "epoch": float(epoch + 1), "train_loss": loss_mean, "train_top1": top1_mean,
-            "lr": lr_at(cfg.optim, max(step - 1, 0), inputs.steps_per_epoch, cfg.epochs, base_lr),
-            "clips_per_s": seen * world / train_seconds, "data_wait_share": wait_share,
-            "epoch_seconds": train_seconds,
-        }
-        distributed.broadcast_buffers(engine.module)
-        last = epoch + 1 == cfg.epochs
-        val_preds = None
-        if last or (epoch + 1) % cfg.data.eval_every == 0:
-            val_preds, val = evaluate(engine, inputs, data.eval_urls,
-                                      protocol=cfg.data.eval_protocol, keep=None, rank=rank,
-                                      world=world, device=device.device, dtype=device.dtype)
-            metrics.update(val.as_dict("val_"))
-        if cfg.data.selection_fraction:
-            _, sel = evaluate(engine, inputs, data.train_urls, protocol=cfg.data.eval_protocol,
-                              keep=keep_selection(cfg.data), rank=rank, world=world,
-                              device=device.device, dtype=device.dtype)
-            metrics.update(sel.as_dict("selection_"))
-        if last and cfg.data.final_protocol:
-            _, final = evaluate(engine, inputs, data.eval_urls, protocol=cfg.data.final_protocol,
-                                keep=None, rank=rank, world=world, device=device.device,
-                                dtype=device.dtype)
-            metrics.update(final.as_dict(f"val{cfg.data.final_protocol}_"))
-        metrics["global_step"] = float(step)
-        if rank == 0:
-            val_top1 = metrics.get("val_top1", float("nan"))
-            print(f"[train] epoch {epoch + 1}/{cfg.epochs} step {step}: loss {loss_mean:.4f} "
-                  f"train top1 {top1_mean:.3f} val top1 {val_top1:.3f} "
-                  f"lr {metrics['lr']:.4g} {metrics['clips_per_s']:.1f} clips/s "
-                  f"(data wait {wait_share:.0%})", flush=True)
-            logger.log_epoch(metrics, step=step, epoch=epoch + 1)
-        state = checkpoint.TrainState(epoch + 1, step, world, inputs.run_name)
-        if (epoch + 1) % cfg.run.checkpoint_every == 0 or last:
-            with _checkpoint_folder(inputs, epoch + 1) as folder:
-                checkpoint.save(engine, folder, state, rank, metrics)
-                if rank == 0:
-                    _save_probe(engine, inputs, folder, device)
-                    if val_preds is not None:
-                        checkpoint.save_predictions(folder, val_preds)
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
-        else:
-            ray.train.report(metrics)
+
+def micro_step(engine: Any, clips: torch.Tensor, labels: torch.Tensor, device: Any
+               ) -> tuple[float, int, bool]:
+    """Forward, backward and DeepSpeed's step for one micro-batch: (loss, correct, stepped).
+
+    ``stepped`` says whether the optimiser stepped on this micro-batch: DeepSpeed's
+    ``is_gradient_accumulation_boundary()`` describes the micro-batch about to run, so it is
+    read before ``engine.step()``, which moves its counter on.
+    """
+    boundary = engine.is_gradient_accumulation_boundary()
+    x = normalize_clip(clips.to(device.device, non_blocking=True), dtype=device.dtype)
+    y = labels.to(device.device, non_blocking=True)
+    logits = engine(x)
+    loss = F.cross_entropy(logits.float(), y)
+    engine.backward(loss)
+    engine.step()
+    return float(loss.detach()), int((logits.argmax(1) == y).sum()), boundary
+
+
+def _video_ids(keys: list[str]) -> np.ndarray:
+    """64-bit ids of video keys (the same in every process, unlike ``hash``)."""
+    return np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big",
+                                    signed=True) for k in keys], dtype=np.int64)
+
+
+def _train_epoch(work: _Worker, inputs: LoopInputs, epoch: int) -> dict[str, float]:
+    """One epoch of optimiser steps on this rank's part of the videos; its metrics, reduced."""
+    cfg, data = inputs.config, inputs.dataset
+    swap = label_swap_indices(cfg.data.clip.flip_label_swap, data.classes)
+    micro_batches = inputs.steps_per_epoch * cfg.optim.grad_accum
+    batches = train_batches(
+        data.train_urls, cfg.data.clip, batch_size=cfg.data.batch_size, batches=micro_batches,
+        counts=data.train_counts, rank=work.rank, world_size=work.world, seed=cfg.seed,
+        epoch=epoch, num_workers=cfg.data.loader_workers, shuffle_buffer=cfg.data.shuffle_buffer,
+        keep=keep_train(cfg.data), label_swap=swap, pin_memory=work.device.device.type == "cuda")
+    began, waited, seen, correct, losses, ids = time.perf_counter(), 0.0, 0, 0, [], []
+    stream = iter(batches)
+    for _ in range(micro_batches):
+        wait_start = time.perf_counter()
+        clips, labels, keys = next(stream)
+        waited += time.perf_counter() - wait_start
+        lr = lr_at(cfg.optim, work.state.global_step, inputs.steps_per_epoch, cfg.epochs,
+                   work.base_lr)
+        set_lr(work.engine, lr)
+        loss, right, stepped = micro_step(work.engine, clips, labels, work.device)
+        if stepped:
+            work.state = replace(work.state, global_step=work.state.global_step + 1)
+            _maybe_fail(cfg, inputs.run_dir, work.rank, work.state.global_step)
+        losses.append(loss)
+        correct += right
+        seen += len(labels)
+        ids.append(_video_ids(keys))
+    seconds = time.perf_counter() - began
+    del stream, batches  # stop this epoch's loader workers (and free their buffers)
+    loss_mean, top1_mean, wait_share = distributed.mean_over_ranks(
+        [float(np.mean(losses)), correct / max(seen, 1), waited / max(seconds, 1e-9)])
+    everyone = np.concatenate(distributed.all_gather_objects(np.concatenate(ids)))
+    distinct = int(np.unique(everyone).size)
+    return {
+        "epoch": float(epoch + 1), "train_loss": loss_mean, "train_top1": top1_mean,
+        "lr": lr, "clips_per_s": seen * work.world / seconds, "data_wait_share": wait_share,
+        "epoch_seconds": seconds, "train/videos_seen": float(everyone.size),
+        "train/distinct_videos": float(distinct),
+        "train/videos_dropped": float(max(data.train_videos - distinct, 0)),
+    }
+
+
+def _evaluate_epoch(work: _Worker, inputs: LoopInputs, epoch: int,
+                    metrics: dict[str, float]) -> Any:
+    """Validation (and selection, and the final protocol) when due; the eval predictions."""
+    cfg, data = inputs.config, inputs.dataset
+    last = epoch + 1 == cfg.epochs
+    where = {"rank": work.rank, "world": work.world, "device": work.device.device,
+             "dtype": work.device.dtype}
+    val_preds = None
+    if last or (epoch + 1) % cfg.data.eval_every == 0:
+        val_preds, val = evaluate(work.engine, inputs, data.eval_urls,
+                                  protocol=cfg.data.eval_protocol, keep=None, **where)
+        metrics.update(val.as_dict("val_"))
+    if cfg.data.selection_fraction:
+        _, sel = evaluate(work.engine, inputs, data.train_urls, protocol=cfg.data.eval_protocol,
+                          keep=keep_selection(cfg.data), **where)
+        metrics.update(sel.as_dict("selection_"))
+    if last and cfg.data.final_protocol:
+        _, final = evaluate(work.engine, inputs, data.eval_urls, protocol=cfg.data.final_protocol,
+                            keep=None, **where)
+        metrics.update(final.as_dict(f"val{cfg.data.final_protocol}_"))
+    return val_preds
+
+
+def _report(work: _Worker, inputs: LoopInputs, epoch: int, metrics: dict[str, float],
+            val_preds: Any) -> None:
+    """The epoch's checkpoint (when due) reported to Ray Train by every rank: a barrier."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    cfg = inputs.config
+    if (epoch + 1) % cfg.run.checkpoint_every and epoch + 1 != cfg.epochs:
+        ray.train.report(metrics)
+        return
+    with _checkpoint_folder(inputs, epoch + 1) as folder:
+        checkpoint.save(work.engine, folder, work.state, work.rank, metrics, cfg)
+        if work.rank == 0:
+            _save_probe(work.engine, inputs, folder, work.device)
+            if val_preds is not None:
+                checkpoint.save_predictions(folder, val_preds)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """The body of every Ray Train worker; ``config["inputs"]`` is the driver's inputs.
+
+    Per epoch: train, reduce the epoch's metrics, make the ranks' BatchNorm statistics one,
+    evaluate when due, checkpoint and report (every rank), and only then log the epoch: an epoch
+    whose checkpoint was lost is redone after a restart and must not be logged twice.
+    """
+    inputs: LoopInputs = config["inputs"]
+    cfg = inputs.config
+    os.environ.update(inputs.storage_env)  # shards, weights and checkpoints in object storage
+    work = _start(inputs)
+    logger = inputs.tracking.epoch_logger(inputs.tracking_handle) if work.rank == 0 else None
+    for epoch in range(work.state.epoch, cfg.epochs):
+        metrics = _train_epoch(work, inputs, epoch)
+        distributed.broadcast_buffers(work.engine.module)
+        val_preds = _evaluate_epoch(work, inputs, epoch, metrics)
+        metrics["global_step"] = float(work.state.global_step)
+        work.state = replace(work.state, epoch=epoch + 1)
+        _report(work, inputs, epoch, metrics, val_preds)
+        if logger is not None:
+            _print_epoch(cfg, epoch, work.state.global_step, metrics)
+            logger.log_epoch(metrics, step=work.state.global_step, epoch=epoch + 1)
     if logger is not None:
         logger.close()
+
+
+def _print_epoch(cfg: TrainConfig, epoch: int, step: int, metrics: dict[str, float]) -> None:
+    val = f" val top1 {metrics['val_top1']:.3f}" if "val_top1" in metrics else ""
+    print(f"[train] epoch {epoch + 1}/{cfg.epochs} step {step}: loss {metrics['train_loss']:.4f} "
+          f"train top1 {metrics['train_top1']:.3f}{val} lr {metrics['lr']:.4g} "
+          f"{metrics['clips_per_s']:.1f} clips/s (data wait {metrics['data_wait_share']:.0%}; "
+          f"{metrics['train/distinct_videos']:.0f} distinct videos)", flush=True)
 
 
 def steps_per_epoch(cfg: TrainConfig, train_videos: int, world: int) -> int:

@@ -34,6 +34,10 @@ class Tracking(Protocol):
     def end(self, handle: Mapping[str, Any], export_path: str,
             summary: Mapping[str, Any]) -> None: ...
 
+    def fail(self, handle: Mapping[str, Any], reason: str, summary: Mapping[str, Any]) -> None:
+        """The run ended without a publishable model (e.g. its export check failed)."""
+        ...
+
 
 class _Silent:
     def log_epoch(self, metrics: Mapping[str, float], *, step: int, epoch: int) -> None:
@@ -56,6 +60,9 @@ class NoTracking:
         return _Silent()
 
     def end(self, handle: Mapping[str, Any], export_path: str, summary: Mapping[str, Any]) -> None:
+        pass
+
+    def fail(self, handle: Mapping[str, Any], reason: str, summary: Mapping[str, Any]) -> None:
         pass
 
 
@@ -96,11 +103,19 @@ class StdoutTracking:
                                            **summary}, sort_keys=True, default=str),
               file=sys.stdout, flush=True)
 
+    def fail(self, handle: Mapping[str, Any], reason: str, summary: Mapping[str, Any]) -> None:
+        print("tsi.failed " + json.dumps({"run": handle["run_name"], "reason": reason,
+                                           **summary}, sort_keys=True, default=str),
+              file=sys.stdout, flush=True)
+
 
 class FileTracking(StdoutTracking):
     """Epochs appended to ``{run_dir}/metrics.jsonl`` (needs storage every rank 0 can reach)."""
 
     def begin(self, run_name: str, config: Mapping[str, Any], run_dir: str) -> dict[str, Any]:
+        if "://" in run_dir:
+            raise ValueError(f"tracking.backend=jsonl appends to a local file; {run_dir} is an "
+                             "object store: use tracking.backend=mlflow or stdout")
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         return {"run_name": run_name, "path": str(Path(run_dir) / "metrics.jsonl")}
 

@@ -8,23 +8,27 @@ lost once its last checkpoint is written.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pipelines.config import to_dict
-from pipelines.train import checkpoint
+from pipelines.io import Storage, is_uri, storage_env
+from pipelines.train import checkpoint, layout
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import DatasetView, open_dataset
 from pipelines.train.engine import build_model, builder_options
+from pipelines.train.layout import RunFolder, resolve_storage
 from pipelines.train.loop import LoopInputs, steps_per_epoch, train_loop
 from pipelines.train.tracking import Tracking, builtin_tracking
+from pipelines.train.weights import (
+    SIDECAR, PretrainedWeights, WeightsMismatch, check_pretrained, stage, write_sidecar,
+)
 
-EXPORT_NAME = "model.pt"
 
 
 class TrainingError(RuntimeError):
@@ -76,19 +80,65 @@ def code_version(root: Path | None = None) -> str:
         return f"{version}+src{digest.hexdigest()[:12]}"
 
 
-def _storage(cfg: TrainConfig) -> str:
-    path = cfg.run.storage_path
-    return path if "://" in path else os.path.abspath(path)
+class ExportCheckFailed(TrainingError):
+    """The export does not reproduce the engine: kept for inspection, not published (exit 3)."""
 
 
-def _check_resume(run_dir: Path, world: int) -> tuple[Path, checkpoint.TrainState] | None:
-    found = checkpoint.latest(run_dir)
-    if found is not None and found[1].world_size != world:
+# settings a resume may change: how fast or where it runs and is recorded, not what it trains
+RESUME_MAY_CHANGE = ("run.name", "run.max_failures", "run.resume_with_changes", "run.fail_at_step",
+                     "run.fail_rank", "tracking", "scaling.cpus_per_worker",
+                     "scaling.torch_threads", "data.loader_workers", "data.eval_loader_workers",
+                     "data.root")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Settings that differ between a checkpoint's config and this one (``key: (old, new)``)."""
+    old, new = _flat(json.loads(json.dumps(before, default=str))), _flat(
+        json.loads(json.dumps(after, default=str)))
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and not any(
+                k == allowed or k.startswith(allowed + ".") for allowed in RESUME_MAY_CHANGE)}
+
+
+def _check_resume(run: RunFolder, world: int, cfg: TrainConfig
+                  ) -> tuple[str, checkpoint.TrainState] | None:
+    """The run's latest checkpoint in its storage (local or object store), if it may resume.
+
+    Checked on the driver before any worker starts: the world size (ZeRO state is per rank) and
+    the config that trained it (a resumed run with another recipe is not the run it claims).
+    """
+    found = run.checkpoints()
+    if not found:
+        return None
+    folder, raw = found[-1]
+    state = checkpoint.TrainState(**raw)
+    if state.world_size != world:
         raise ResumeRefused(
-            f"run {run_dir.name} was trained with {found[1].world_size} workers; resuming with "
+            f"run {run.name} was trained with {state.world_size} workers; resuming with "
             f"{world} is refused (ZeRO optimiser state is partitioned per rank). Use "
-            f"scaling.num_workers={found[1].world_size} or a new run name")
-    return found
+            f"scaling.num_workers={state.world_size} or a new run name")
+    config_rel = f"{folder}/{checkpoint.CONFIG_FILE}"
+    if run.files.exists(config_rel):
+        changes = config_changes(json.loads(run.files.read_bytes(config_rel)), to_dict(cfg))
+        if changes and not cfg.run.resume_with_changes:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:6])
+            raise ResumeRefused(f"run {run.name} was trained with another config ({shown}); "
+                                "use a new run name, or run.resume_with_changes=true to resume "
+                                "with these changes recorded")
+        if changes:
+            print(f"[train] resuming {run.name} with config changes: {changes}", flush=True)
+    return folder, state
 
 
 def _export_metadata(cfg: TrainConfig, data: DatasetView, run_name: str, world: int,
@@ -121,9 +171,35 @@ def _run_config(cfg: TrainConfig, run_name: str):
     checkpoints = CheckpointConfig(num_to_keep=cfg.run.num_to_keep,
                                    checkpoint_score_attribute=best or "global_step",
                                    checkpoint_score_order="max")
-    return RunConfig(name=run_name, storage_path=_storage(cfg),
+    storage = Storage.open(resolve_storage(cfg.run.storage_path))
+    return RunConfig(name=run_name, storage_path=storage.root,
+                     storage_filesystem=None if storage.is_local else storage.fs,
                      failure_config=FailureConfig(max_failures=cfg.run.max_failures),
                      checkpoint_config=checkpoints)
+
+
+def _stage_on_nodes(weights: PretrainedWeights | None) -> None:
+    """One Ray task per alive node stages and checks the weights before the workers start, so a
+    wrong hash fails the job here, once (a worker would be retried by ``FailureConfig``)."""
+    if weights is None or not is_uri(weights.location):
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0, max_retries=0,
+                      runtime_env={"env_vars": storage_env()})(stage)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+            .remote(weights) for node in nodes]
+    try:
+        downloads = sum(fetched for _, fetched in ray.get(refs))
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        if isinstance(cause, WeightsMismatch):
+            raise WeightsMismatch(str(cause).splitlines()[-1]) from None
+        raise
+    print(f"[train] pretrained {weights.location} staged on {len(nodes)} node(s) "
+          f"({downloads} download(s))", flush=True)
 
 
 def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainResult:
@@ -137,53 +213,68 @@ def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainRes
     tracking = tracking or builtin_tracking(cfg.tracking.backend)
     tracking.check()  # an unreachable tracking server fails here, in seconds, before any data
     data = open_dataset(cfg.data)
-    build_model(cfg, data.num_classes)  # a bad model name, option or weights file fails here
+    weights = check_pretrained(cfg.model.pretrained, cfg.model.pretrained_sha256)
+    build_model(cfg, data.num_classes)  # a bad model name or option fails here
     world = max(cfg.scaling.num_workers, 1)
-    run_name = cfg.run_name()
-    run_dir = Path(_storage(cfg)) / run_name
-    found = _check_resume(run_dir, world)
+    run = RunFolder(cfg.run.storage_path, cfg.run_name())
+    if not run.is_local and cfg.scaling.num_workers == 0:
+        raise ValueError("run.storage_path on an object store needs Ray Train workers "
+                         "(scaling.num_workers >= 1); num_workers=0 keeps checkpoints locally")
+    found = _check_resume(run, world, cfg)
     previous = found[1] if found else None
     if previous is not None and previous.epoch >= cfg.epochs:
-        print(f"[train] run {run_name} is complete (epoch {previous.epoch}, step "
+        print(f"[train] run {run.name} is complete (epoch {previous.epoch}, step "
               f"{previous.global_step}): exporting its last checkpoint", flush=True)
     elif previous is not None:
-        print(f"[train] run {run_name} exists: resuming from step {previous.global_step} "
+        print(f"[train] run {run.name} exists: resuming from step {previous.global_step} "
               f"(epoch {previous.epoch} of {cfg.epochs})", flush=True)
     elif cfg.run.name:
-        print(f"[train] starting run {run_name}", flush=True)
+        print(f"[train] starting run {run.name}", flush=True)
     steps = steps_per_epoch(cfg, data.train_videos, world)
-    handle = tracking.begin(run_name, to_dict(cfg), str(run_dir))
-    print(f"[train] {run_name}: {cfg.model.name} on {data.train_videos} training videos "
+    handle = tracking.begin(run.name, to_dict(cfg), run.uri)
+    print(f"[train] {run.name}: {cfg.model.name} on {data.train_videos} training videos "
           f"({len(data.train_urls)} shards), {steps} steps/epoch x {cfg.epochs} epochs, "
           f"{world} worker(s), ZeRO-{cfg.deepspeed.zero_stage}", flush=True)
     if previous is not None and previous.epoch >= cfg.epochs:
-        chosen = Checkpoint.from_directory(str(found[0]))
+        storage = Storage.open(run.checkpoint_location(found[0]))
+        chosen = Checkpoint(storage.root, filesystem=storage.fs)
     else:
-        chosen = _fit(cfg, LoopInputs(cfg, data, run_name, str(run_dir), steps, tracking,
-                                      handle))
-    with chosen.as_directory() as folder:
+        _stage_on_nodes(weights)
+        chosen = _fit(cfg, LoopInputs(cfg, data, run.name, run.uri, steps, tracking, handle,
+                                      weights, storage_env()))
+    with chosen.as_directory() as folder, tempfile.TemporaryDirectory(prefix="tsi-export-") as tmp:
         state = checkpoint.TrainState.read(folder)
         metrics = checkpoint.read_metrics(folder)
-        export_path = run_dir / EXPORT_NAME
+        staged = Path(run.uri if run.is_local else tmp)
+        staged.mkdir(parents=True, exist_ok=True)
+        export_path = staged / layout.EXPORT
         checkpoint.export(folder, export_path, model_name=cfg.model.name,
                           options=builder_options(cfg, data.num_classes),
-                          metadata=_export_metadata(cfg, data, run_name, world, state, metrics))
-        predictions = Path(folder) / checkpoint.PREDICTIONS_FILE
+                          metadata=_export_metadata(cfg, data, run.name, world, state, metrics))
+        write_sidecar(export_path)
+        predictions = Path(folder) / layout.PREDICTIONS
         if predictions.exists():  # kept beside the export for reports (confusion matrix)
-            shutil.copyfile(predictions, run_dir / checkpoint.PREDICTIONS_FILE)
-        tolerance = 5e-2 if cfg.scaling.use_gpu else 1e-4  # bf16 engine vs fp32 master weights
-        try:
-            export_diff = checkpoint.check_export(folder, export_path, tolerance)
-        except (RuntimeError, FileNotFoundError) as exc:
-            export_path.unlink(missing_ok=True)
-            raise TrainingError(str(exc)) from exc
-    print(f"[train] exported {export_path} (reproduces the engine within {export_diff:.2g})",
-          flush=True)
-    summary = {"epochs": state.epoch, "global_step": state.global_step,
-               "export_max_abs_diff": export_diff, "run_dir": str(run_dir), **{
-        k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
-    tracking.end(handle, str(export_path), summary)
-    return TrainResult(run_name, str(run_dir), str(export_path), chosen.path, metrics,
+            shutil.copyfile(predictions, staged / layout.PREDICTIONS)
+        check = checkpoint.check_export(folder, export_path)
+        if not run.is_local:
+            for name in (layout.EXPORT, layout.EXPORT + SIDECAR, layout.PREDICTIONS):
+                if (staged / name).exists():
+                    run.files.upload(str(staged / name), name)
+        summary = {"epochs": state.epoch, "global_step": state.global_step,
+                   "export": run.export_uri, "export_max_abs_diff": check.max_abs_diff,
+                   "export_fp32_max_abs_diff": check.fp32_max_abs_diff,
+                   "export_dtype": check.dtype, "run_dir": run.uri, **{
+                       k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        if not check.passed:
+            run.files.write_bytes(layout.EXPORT_CHECK_FAILED,
+                                  json.dumps(asdict(check), indent=2).encode())
+            tracking.fail(handle, f"export check failed: {check.describe()}", summary)
+            raise ExportCheckFailed(f"run {run.name}: the export does not reproduce the trained "
+                                    f"engine ({check.describe()}); kept at {run.export_uri} for "
+                                    "inspection, not registered")
+        print(f"[train] exported {run.export_uri} ({check.describe()})", flush=True)
+        tracking.end(handle, str(export_path), summary)
+    return TrainResult(run.name, run.uri, run.export_uri, chosen.path, metrics,
                        previous.global_step if previous else None)
 
 
@@ -212,4 +303,5 @@ def _chosen_checkpoint(cfg: TrainConfig, result: Any):
     return result.checkpoint
 
 
-__all__ = ["ResumeRefused", "TrainResult", "TrainingError", "code_version", "run_training"]
+__all__ = ["ExportCheckFailed", "ResumeRefused", "TrainResult", "TrainingError", "code_version",
+           "config_changes", "run_training"]
