@@ -42,23 +42,9 @@ stamp_of() {
   if [[ "${TSI_LOCK:-0}" == 1 ]]; then sha256sum "$LOCK_FILE" | cut -c1-16; fi
 }
 
-# DeepSpeed's CPU accelerator JIT-compiles its shared-memory comm op at the first
-# deepspeed.initialize (~95 s on 2 cores); build it here, once, into TORCH_EXTENSIONS_DIR so no
-# training run or test pays for it. GPU machines (DS_ACCELERATOR=cuda) do not need it.
-prebuild_deepspeed_ops() {
-  export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$ROOT/.torch_extensions}"
-  [[ "${DS_ACCELERATOR:-cpu}" == cpu ]] || return 0
-  if compgen -G "$TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/*.so" >/dev/null; then return 0; fi
-  log "building DeepSpeed's CPU comm op into $TORCH_EXTENSIONS_DIR (once)"
-  # the venv's ninja, as every later run uses (scripts/env.sh puts the venv first on PATH)
-  PATH="$VENV/bin:$PATH" DS_ACCELERATOR=cpu "$VENV/bin/python" -c 'from deepspeed.accelerator import get_accelerator
-get_accelerator().create_op_builder("ShareMemCommBuilder").load(verbose=False)' >/dev/null
-}
-
 ensure_ffmpeg
 STAMP_FILE="$VENV/.tsi-setup-stamp"
 if [[ -f "$STAMP_FILE" ]] && [[ "$(cat "$STAMP_FILE")" == "$(stamp_of)" ]]; then
-  prebuild_deepspeed_ops
   exit 0
 fi
 
@@ -78,12 +64,13 @@ if [[ "${TSI_LOCK:-0}" == 1 ]]; then
   grep -v -E '^(#|torch==)' "$LOCK_FILE" >> "$CONSTRAINTS"
 fi
 
-log "installing deepspeed (no build isolation, ops JIT-built on first use)"
+# No DeepSpeed op is compiled: training passes a torch.optim optimizer, and the CPU backend's
+# shared-memory all-reduce (inference only) is switched off by pipelines/train/engine.py.
+log "installing deepspeed (no build isolation, no ops built)"
 DS_BUILD_OPS=0 "${PIP[@]}" install -c "$CONSTRAINTS" --no-build-isolation deepspeed
 
 log "installing the package and its test extras"
 "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[test]"
 
-prebuild_deepspeed_ops
 stamp_of > "$STAMP_FILE"
 log "ready: $VENV"

@@ -122,3 +122,29 @@ def test_schedule_scaling_warmup_step_and_cosine():
     assert lr_at(cosine, 20, 10, 4, 0.1) == pytest.approx(0.05)  # half way
     assert lr_at(cosine, 40, 10, 4, 0.1) == pytest.approx(0.0, abs=1e-12)
     assert math.isclose(lr_at(OptimConfig(schedule="constant"), 99, 10, 4, 0.3), 0.3)
+
+
+def test_a_failed_export_check_keeps_the_export_records_why_and_exits_3(synthetic_shards,
+                                                                         tmp_path, capsys):
+    """The engine's logits are tampered with in the last checkpoint's probe: re-exporting that
+    (complete) run must keep model.pt, write the measured difference, tag the run, exit 3."""
+    from jobs import train
+
+    overrides = tiny_train_overrides(synthetic_shards, tmp_path, **{
+        "scaling.num_workers": 0, "run.name": "checked", "epochs": 1, "batches_per_epoch": 2,
+        "model.name": "tsn_r50", "tracking.backend": "stdout"})
+    assert train.main(overrides) == 0
+    run = tmp_path / "checked"
+    (probe_path,) = run.glob("checkpoint_local_*/export_probe.pt")
+    probe = torch.load(probe_path)
+    probe["logits"] = probe["logits"] + 1.0
+    torch.save(probe, probe_path)
+    (run / "model.pt").unlink()
+    capsys.readouterr()
+    assert train.main(overrides) == 3
+    captured = capsys.readouterr()
+    assert "does not reproduce the trained engine" in captured.err
+    assert "tsi.failed" in captured.out and "tsi.export " not in captured.out
+    assert (run / "model.pt").is_file()  # kept for inspection
+    check = json.loads((run / "export_check_failed.json").read_text())
+    assert check["max_abs_diff"] == pytest.approx(1.0, abs=1e-4) and check["dtype"] == "float32"
