@@ -412,3 +412,30 @@ def test_run_rayjob_backs_off_on_api_errors_only():
     with pytest.raises(urllib.error.HTTPError):
         run_rayjob.retrying(missing, what="x", log=lambda m: None, sleep=slept.append)
     assert slept == []
+
+
+def _render_module():
+    spec = importlib.util.spec_from_file_location("render", K8S / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_with_a_kueue_queue_every_rayjob_is_queued_and_gang_admitted():
+    """values kueue_queue set: the queue label on every RayJob, no autoscaler and every group at
+    its maximum (Kueue admits the whole cluster's quota at once), shutdownAfterJobFinishes kept
+    (Kueue's webhook refuses a RayJob without it); still valid against KubeRay's schema."""
+    render = _render_module()
+    values = yaml.safe_load((K8S / "values.yaml").read_text())
+    files = render.render({**values, "kueue_queue": "tsi-gpu"})
+    docs = [(name, d) for name, text in files.items() for d in yaml.safe_load_all(text)
+            if d and d.get("kind") == "RayJob"]
+    assert len(docs) >= 6
+    for name, doc in docs:
+        assert doc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "tsi-gpu", name
+        cluster = doc["spec"]["rayClusterSpec"]
+        assert "enableInTreeAutoscaling" not in cluster, name
+        for g in cluster["workerGroupSpecs"]:
+            assert g["replicas"] == g["minReplicas"] == g["maxReplicas"], (name, g["groupName"])
+        assert not list(KUBERAY_VALIDATOR.iter_errors(doc)), name
+    assert policy.check_rayjobs(docs) == []
