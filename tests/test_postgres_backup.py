@@ -195,7 +195,8 @@ def test_backup_drop_restore_brings_back_runs_versions_and_aliases(postgres, tmp
         f.write(b"x")
     refused = _script(env, "restore", "--source", str(bad))
     assert refused.returncode == 1 and "sha256 differs" in refused.stderr, refused.stderr
-    assert _psql(env, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'mlflow'") == "0"
+    assert _psql(env, "postgres",
+                 "SELECT count(*) FROM pg_database WHERE datname = 'mlflow'") == "0"
 
     restored = _script(env, "restore", "--source", str(backups))  # the parent: newest backup
     assert restored.returncode == 0, restored.stderr

@@ -168,7 +168,8 @@ def cluster_spec(src: dict, values: dict, groups: dict[str, dict], *, identity: 
             "securityContext": container_security()}
     spec["headGroupSpec"] = {
         "rayStartParams": dict(head["rayStartParams"]),
-        "template": _pod(src, values, role="head", node_type=values["node_types"][head["node_type"]],
+        "template": _pod(src, values, role="head",
+                         node_type=values["node_types"][head["node_type"]],
                          image=src["images"]["cpu"], env=env, priority=priority,
                          ports=HEAD_PORTS),
     }

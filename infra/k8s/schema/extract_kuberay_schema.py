@@ -74,7 +74,7 @@ def extract(git_dir: str, ref: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--git-dir", required=True, help="a clone (or bare mirror) of ray-project/kuberay")
+    p.add_argument("--git-dir", required=True, help="a clone or bare mirror of ray-project/kuberay")
     p.add_argument("--ref", default="v1.7.0")
     args = p.parse_args(argv)
     schema = extract(args.git_dir, args.ref)
