@@ -2,7 +2,8 @@
 # Idempotent set-up on a fresh machine: system ffmpeg, a virtualenv in .venv, torch first
 # (so deepspeed/ray never resolve a CUDA torch on a CPU box), DeepSpeed without build isolation,
 # then this package with its test extras. Re-running is cheap: a stamp file records what was
-# installed and the work is skipped when nothing changed.
+# installed and the work is skipped when nothing changed. System packages (ffmpeg, PostgreSQL for
+# the backup test) are installed only when missing.
 #
 # Environment:
 #   TSI_VENV             where the virtualenv goes (default: <repo>/.venv)
@@ -35,6 +36,20 @@ ensure_ffmpeg() {
   fi
 }
 
+# PostgreSQL server binaries for tests/test_postgres_backup.py (MLflow's backup and restore against
+# a real database). Debian's package; the test starts its own instance on 127.0.0.1. Optional: the
+# test skips without it outside CI.
+ensure_postgres() {
+  if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null; then return; fi
+  if [[ "${TSI_SKIP_APT:-0}" != 1 ]] && command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+    log "installing postgresql with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    log "WARNING: PostgreSQL is not installed and cannot be installed here: tests/test_postgres_backup.py will skip (it fails under CI)"
+  fi
+}
+
 LOCK_FILE="$ROOT/infra/constraints.txt"
 stamp_of() {
   cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-16
@@ -43,6 +58,7 @@ stamp_of() {
 }
 
 ensure_ffmpeg
+ensure_postgres
 STAMP_FILE="$VENV/.tsi-setup-stamp"
 if [[ -f "$STAMP_FILE" ]] && [[ "$(cat "$STAMP_FILE")" == "$(stamp_of)" ]]; then
   exit 0

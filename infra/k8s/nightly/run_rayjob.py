@@ -5,11 +5,18 @@
 Run by ``cronjob.yaml`` (concurrencyPolicy Forbid), so a night's Kubernetes Job lasts exactly as
 long as its RayJob and the next night cannot start while one runs. The RayJob is named after
 the CronJob's Job: a retried pod of the same Job finds the RayJob it created (HTTP 409) and
-waits on it instead of starting a second one. Exit status: 0 the Ray job SUCCEEDED; 1 it failed
-(including a nightly alarm), was stopped, or could not be created; 2 bad arguments.
+waits on it instead of starting a second one. Exit status:
 
-Talks to the Kubernetes API with the pod's service-account token (RBAC in cronjob.yaml); only
-the standard library and PyYAML (both in the platform image) are needed.
+- 0 the Ray job SUCCEEDED;
+- 3 the RayJob ended and did not succeed (a nightly alarm, a failure, a stop): the night's
+  answer. cronjob.yaml's podFailurePolicy fails the Job at once on it, without pod retries;
+- 1 the Kubernetes API could not be reached or refused us after in-process retries with
+  exponential backoff: an error, which the Job retries with a new pod;
+- 2 bad arguments (also final).
+
+Talks to the Kubernetes API with the pod's service-account token, read again for every request:
+the kubelet rotates the projected token (bound tokens expire, default one hour), and a night's
+wait outlives it. RBAC in cronjob.yaml; only the standard library and PyYAML are needed.
 """
 from __future__ import annotations
 
@@ -29,6 +36,9 @@ import yaml
 ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 PLACEHOLDER = "__RAYJOB_NAME__"
 TERMINAL_FAILED = {"Failed", "ValidationFailed"}  # KubeRay v1 JobDeploymentStatus values
+ENDED_BADLY = 3   # the RayJob's own answer: final, not retried
+API_ERROR = 1     # could not talk to the API server: retried by the Job
+RETRYABLE_HTTP = {401, 403, 408, 429, 500, 502, 503, 504}  # 401/403: a token mid-rotation
 
 
 def outcome(status: dict[str, Any]) -> int | None:
@@ -40,29 +50,34 @@ def outcome(status: dict[str, Any]) -> int | None:
     """
     deployment = status.get("jobDeploymentStatus", "")
     if deployment == "Complete":
-        return 0 if status.get("jobStatus") == "SUCCEEDED" else 1
+        return 0 if status.get("jobStatus") == "SUCCEEDED" else ENDED_BADLY
     if deployment in TERMINAL_FAILED:
-        return 1
+        return ENDED_BADLY
     return None
 
 
 class Api:
-    """The few Kubernetes API calls this needs, authenticated as the pod's service account."""
+    """The few Kubernetes API calls this needs, authenticated as the pod's service account.
 
-    def __init__(self, server: str, token: str, namespace: str, context: ssl.SSLContext | None):
-        self.server, self.token, self.namespace, self.context = server, token, namespace, context
+    ``token_file`` is read on every request (the kubelet replaces it before it expires).
+    """
+
+    def __init__(self, server: str, token_file: Path, namespace: str,
+                 context: ssl.SSLContext | None):
+        self.server, self.token_file = server, Path(token_file)
+        self.namespace, self.context = namespace, context
 
     @classmethod
     def in_cluster(cls) -> Api:
         host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
         context = ssl.create_default_context(cafile=str(ACCOUNT / "ca.crt"))
-        return cls(f"https://{host}:{port}", (ACCOUNT / "token").read_text().strip(),
+        return cls(f"https://{host}:{port}", ACCOUNT / "token",
                    (ACCOUNT / "namespace").read_text().strip(), context)
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("Authorization", f"Bearer {self.token_file.read_text().strip()}")
         req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=30, context=self.context) as resp:
             return json.loads(resp.read())
@@ -95,13 +110,38 @@ def load_rayjob(template: Path, name: str) -> dict:
     return doc
 
 
-def run(api: Api, rayjob: dict, *, poll_s: float, log=print) -> int:
+def retrying(call, *, what: str, log, attempts: int = 6, first_s: float = 1.0,
+             sleep=time.sleep):
+    """``call()``, retried on transient API errors with exponential backoff (1, 2, 4 ... s).
+
+    Only errors back off; a RayJob that is still running is polled at the steady ``poll_s``.
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except urllib.error.HTTPError as exc:
+            if exc.code not in RETRYABLE_HTTP or attempt == attempts - 1:
+                raise
+            reason = f"HTTP {exc.code}"
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if attempt == attempts - 1:
+                raise
+            reason = str(exc)
+        delay = first_s * 2 ** attempt
+        log(f"{what}: {reason}; retrying in {delay:g} s")
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def run(api: Api, rayjob: dict, *, poll_s: float, log=print, backoff_s: float = 1.0) -> int:
     name = rayjob["metadata"]["name"]
-    created = api.create(rayjob)
+    created = retrying(lambda: api.create(rayjob), what=f"create RayJob {name}", log=log,
+                       first_s=backoff_s)
     log(f"RayJob {name}: {'created' if created else 'exists (an earlier attempt): waiting on it'}")
     last = None
     while True:
-        status = api.status(name)
+        status = retrying(lambda: api.status(name), what=f"read RayJob {name}", log=log,
+                          first_s=backoff_s)
         now = (status.get("jobDeploymentStatus"), status.get("jobStatus"))
         if now != last:
             log(f"RayJob {name}: deployment {now[0] or '-'}, job {now[1] or '-'}")
@@ -134,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(Api.in_cluster(), rayjob, poll_s=args.poll_s, log=lambda m: print(m, flush=True))
     except (OSError, KeyError, urllib.error.URLError) as exc:
         print(f"error: Kubernetes API: {exc}", file=sys.stderr)
-        return 1
+        return API_ERROR
 
 
 if __name__ == "__main__":
