@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gzip
 import importlib
 import importlib.util
@@ -273,15 +272,11 @@ def test_entrypoints_name_existing_jobs_flags_and_configs(rel, entrypoint):
         load_config(getattr(importlib.import_module(mod), cls), REPO / config)
     if module == "jobs.train":  # the whole resolution, as the job does it
         from jobs.train import _flags, parse_args
-        from pipelines.train.config import ModelConfig, resolve_config
+        from pipelines.train.config import resolve_config
 
         parsed = parse_args(args)
-        overrides = list(parsed.overrides)
-        if "pretrained_sha256" not in {f.name for f in dataclasses.fields(ModelConfig)}:
-            # the trainer's weights check lands separately (training issue): until then the
-            # manifest's key is checked for its value below, not resolved
-            overrides = [o for o in overrides if not o.startswith("model.pretrained_sha256=")]
-        cfg = resolve_config(str(REPO / parsed.config), overrides, flags=_flags(parsed))
+        cfg = resolve_config(str(REPO / parsed.config), list(parsed.overrides),
+                             flags=_flags(parsed))
         assert cfg.run.name == "{ray_job}" and cfg.scaling.use_gpu
         # nothing on a local disk no pod has: weights, data and runs are object-storage URIs
         for value in (cfg.model.pretrained, cfg.data.root, cfg.run.storage_path):
