@@ -183,3 +183,52 @@ def test_a_refused_run_leaves_nothing_behind(tmp_path, capsys):
     assert main(["--format", "csv", "--annotations", str(ann), "--videos", str(videos),
                  "--output", str(existing)]) == 2
     assert list(existing.iterdir()) == []
+
+
+# ------------------------------------------------------ 2. timestamps that would pad a clip
+def _stamped(path: Path, expr: str, seconds: float = 2.0, fps: int = 10) -> Path:
+    """A clip whose frame n is stamped ``expr`` seconds (testsrc2: every frame differs)."""
+    V.ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=96x64:r={fps}:d={seconds}",
+             "-vf", f"setpts='({expr})/TB'", "-fps_mode", "passthrough", "-c:v", "libx264",
+             "-pix_fmt", "yuv420p", "file:" + str(path))
+    return path
+
+
+def test_a_frame_stamped_hours_late_is_dropped_not_padded(tmp_path):
+    from pipelines.media.decode import DecodeOptions, process_video
+
+    path = _stamped(tmp_path / "gap.mp4", r"if(eq(N\,19)\,36000\,N/10)")  # last frame at 10 h
+    info, result = process_video(str(path), DecodeOptions(short_side=64, min_frames=4))
+    assert info.ok and info.num_frames == 20
+    assert result.ok and result.num_frames <= 16, result.num_frames  # 19 real frames at 8 fps
+    assert len(set(result.frames)) == result.num_frames  # no frame stored twice
+    assert result.nbytes < 20 * path.stat().st_size
+    assert "timestamps: dropped 1 of 20 frames" in result.warning
+
+
+def test_a_timestamp_gap_below_the_outlier_bound_is_never_filled_with_copies(tmp_path):
+    from pipelines.media.decode import DecodeOptions, process_video
+
+    # 25 frames in 1 s, a 3 s hole, 25 more: 10 fps on average, above the 8 fps cap
+    path = _stamped(tmp_path / "hole.mp4", r"if(lt(N\,25)\,N/25\,3+N/25)", fps=25)
+    _, result = process_video(str(path), DecodeOptions(short_side=64, min_frames=4))
+    assert result.ok and "timestamps" not in result.warning, (result.reason, result.detail)
+    assert len(set(result.frames)) == result.num_frames <= 17, result.num_frames
+
+
+# ---------------------------------------------- 4. the probed stream is the decoded stream
+def test_a_thumbnail_track_before_the_video_does_not_hide_it(tmp_path):
+    from pipelines.media.decode import DecodeOptions, build_command, process_video
+
+    still = V.ffmpeg("-f", "lavfi", "-i", "color=c=red:s=96x64:d=0.1", "-frames:v", "1",
+                     "file:" + str(tmp_path / "still.png"))
+    del still
+    path = tmp_path / "thumb-first.mkv"
+    V.ffmpeg("-i", "file:" + str(tmp_path / "still.png"), "-f", "lavfi", "-i",
+             "testsrc2=s=96x64:r=10:d=1", "-map", "0", "-map", "1", "-c:v:0", "mjpeg",
+             "-c:v:1", "libx264", "-pix_fmt:v:1", "yuv420p", "file:" + str(path))
+    options = DecodeOptions(short_side=64, min_frames=4)
+    info, result = process_video(str(path), options)
+    assert info.stream_index == 1 and info.num_frames == 10 and info.codec == "h264"
+    assert result.ok and result.num_frames == 8, (result.reason, result.detail)
+    assert "[0:1]" in " ".join(build_command(str(path), info, options, "pipe:1"))
