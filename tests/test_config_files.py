@@ -95,5 +95,51 @@ def test_base_must_name_paths(tmp_path, value):
         load_config(TrainConfig, _write(tmp_path, "c.yaml", f"_base_: {value}\n"))
 
 
+# ------------------------------------------- checks that must hold through _base_ merges
+def test_unknown_builder_options_are_refused_from_a_base_an_override_or_the_job(tmp_path, capsys):
+    from jobs.train import main
+
+    _write(tmp_path, "_base_/opts.yaml", "model: {name: tsi_r50, options: {fusion: sum, bogus: 1}}\n")
+    top = _write(tmp_path, "run.yaml", "_base_: _base_/opts.yaml\n")
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['bogus'\] for tsi_r50"):
+        load_config(TrainConfig, top)
+    with pytest.raises(ConfigError, match=r"\['shift_div'\] for tsn_r50"):
+        load_config(TrainConfig, None, ["model.name=tsn_r50", "model.options.shift_div=4"])
+    assert main(["model.options.bogus=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bogus" in err[0] and "TypeError" not in err[0], err
+
+
+def test_a_key_given_twice_is_refused_in_the_file_and_in_its_bases(tmp_path):
+    _write(tmp_path, "_base_/dup.yaml", "optim:\n  lr: 0.1\n  momentum: 0.8\n  lr: 0.2\n")
+    top = _write(tmp_path, "run.yaml", "_base_: _base_/dup.yaml\nseed: 1\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: duplicate key 'lr' at line 4 \(first at line 2\)"):
+        load_config(TrainConfig, top)
+    flow = _write(tmp_path, "flow.yaml", "data: {batch_size: 2, batch_size: 3}\n")
+    with pytest.raises(ConfigError, match="duplicate key 'batch_size'"):
+        load_config(TrainConfig, flow)
+    anchors = _write(tmp_path, "anchors.yaml",  # a merge key refined by later keys is no duplicate
+                     "x: &o {lr: 0.1, momentum: 0.8}\noptim:\n  <<: *o\n  lr: 0.3\n")
+    assert read_config_tree(anchors)["optim"] == {"lr": 0.3, "momentum": 0.8}
+    with pytest.raises(ConfigError, match="duplicate key"):
+        load_config(TrainConfig, None, ["model.options={fusion: sum, fusion: concat}"])
+
+
+@pytest.mark.parametrize("where, text, overrides", [
+    ("base", "optim: {lr: .nan}", []),
+    ("base", "model: {options: {reduction: .inf}}", []),  # an Any-typed mapping too
+    ("file", "optim: {warmup_epochs: -.inf}", []),
+    ("override", "", ["optim.lr=.nan"]),
+    ("override", "", ["optim.lr=nan"]),  # a string that float() would turn into NaN
+    ("override", "", ["optim.milestones=[10, .inf]"]),
+])
+def test_non_finite_numbers_are_refused_wherever_they_come_from(tmp_path, where, text, overrides):
+    base = _write(tmp_path, "_base_/b.yaml", text if where == "base" else "seed: 0\n")
+    del base
+    top = _write(tmp_path, "run.yaml", "_base_: _base_/b.yaml\n" + (text if where == "file" else ""))
+    with pytest.raises(ConfigError, match="not a finite number"):
+        load_config(TrainConfig, top, overrides)
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--update"]:
     FIXTURE.write_text(json.dumps(_resolved_shipped_configs(), indent=1, sort_keys=True) + "\n")
