@@ -1,6 +1,6 @@
 """Top-k labels for raw videos from a registered model or an export.
 
-    python -m jobs.predict --model models:/tsi-kinetics400@champion a.mp4 b.mkv
+    python -m jobs.predict --model models:/tsi-kinetics400@champion a.mp4 b.mkv [-- v=1.mp4]
     python -m jobs.predict --model models:/tsi-kinetics400@champion \
         --list s3://bucket/videos.csv --output s3://bucket/predictions/ [--actors 4]
 
@@ -17,8 +17,17 @@ videos could not be read (each has its error; the others are predicted).
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
+
+
+def _is_override(arg: str) -> bool:
+    """``key.sub=value``, unless a file of that name exists (``v=1.mp4`` is a video then)."""
+    return bool(_OVERRIDE.match(arg)) and not os.path.lexists(arg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,11 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--actors", type=int, help="model actors for --list (actors)")
     cli.add_store_flags(p)
     p.add_argument("inputs", nargs="*", metavar="VIDEO|key.sub=value",
-                   help="video files, then config overrides")
-    args = p.parse_args(argv)
-    override = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")  # key.sub=value; anything else is a video
-    args.overrides = [a for a in args.inputs if override.match(a)]
-    args.videos = [a for a in args.inputs if not override.match(a)] or None
+                   help="video files and config overrides; everything after -- is a video")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = p.parse_args(argv[:cut])
+    args.overrides = [a for a in args.inputs if _is_override(a)]
+    args.videos = [a for a in args.inputs if not _is_override(a)] + argv[cut + 1:] or None
 
     def body() -> int:
         from pipelines.ops.predict import PredictConfig, run_predict

@@ -66,9 +66,10 @@ def test_every_shipped_config_resolves():
     from pathlib import Path
 
     from jobs.demo import DemoConfig
+    from pipelines.config import runnable_configs
     from pipelines.train.config import resolve_config as train_resolve
 
-    configs = sorted(Path("jobs/configs/preprocess").glob("*.yaml"))
+    configs = runnable_configs(Path("jobs/configs/preprocess"))
     assert len(configs) >= 6
     for path in configs:
         cfg = resolve_config(path)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.config import CONFIGS_ROOT, runnable_configs
 from pipelines.train.config import resolve_config
 from pipelines.train.trainer import run_training
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "jobs/configs/train").glob("*.yaml"))
+CONFIGS = runnable_configs(CONFIGS_ROOT / "train")  # the recipes, not their _base_/ files
 SCALE_DOWN = [
     "model.width=16", "model.layers=[1,1,1,1]", "model.pretrained=null",
     "data.clip.size=32", "data.clip.resize=32", "data.clip.frames=4", "data.batch_size=2",

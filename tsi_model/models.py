@@ -20,6 +20,7 @@ same network. Ablation rows (``ABLATIONS``) are ``tsi_r50`` with fixed options; 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -201,6 +202,27 @@ def _ablation_builder(name: str, fixed: dict[str, Any]) -> Callable[..., VideoRe
 
 for _name, _fixed in ABLATIONS.items():
     _REGISTRY[_name] = _ablation_builder(_name, _fixed)
+
+
+# Options the training config sets from its own fields (model.width, data.clip.frames…).
+PLATFORM_OPTIONS = frozenset({"num_classes", "num_frames", "dropout", "pretrained", "width",
+                              "layers"})
+
+
+def model_options(name: str) -> frozenset[str]:
+    """The further keyword options ``get_model(name, ...)`` accepts, from its builder's signature.
+
+    ``tsi_r50`` and its ablation rows also take the temporal unit's fields; the options the
+    platform sets itself (:data:`PLATFORM_OPTIONS`) are left out.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    builder = tsi_r50 if name in ABLATIONS else _REGISTRY[name]
+    params = inspect.signature(builder).parameters.values()
+    names = {p.name for p in params if p.kind is p.KEYWORD_ONLY and not p.name.startswith("_")}
+    if any(p.kind is p.VAR_KEYWORD for p in params):  # tsi_r50's **unit_options
+        names |= _UNIT_FIELDS
+    return frozenset(names - PLATFORM_OPTIONS)
 
 
 def list_models() -> list[str]:

@@ -27,7 +27,10 @@ elsewhere:
   (``symlink_alias``) adds nothing: every file appears once, under its link-free name. A link to
   a folder outside the root is not followed (``link_escapes_root``); point the videos root at
   where the data really lives instead;
-- a folder that cannot be read is skipped (``unreadable_dir``); the walk goes on.
+- a folder that cannot be read is skipped (``unreadable_dir``); the walk goes on;
+- a FIFO, socket or device (or a link to one) is listed like a file and reported
+  (``not_a_regular_file``): a row that names it is then refused for what it is, never read
+  (opening a FIFO would block) and never mistaken for a missing file.
 
 Each skipped link or folder is a :class:`ListingProblem` ``(path, kind, detail)``, returned by
 :meth:`Storage.list_tree` and logged by :meth:`Storage.list_files`. Object stores have no links:
@@ -143,6 +146,7 @@ SYMLINK_ALIAS = "symlink_alias"
 LINK_ESCAPES_ROOT = "link_escapes_root"
 BROKEN_LINK = "broken_link"
 UNREADABLE_DIR = "unreadable_dir"
+NOT_A_REGULAR_FILE = "not_a_regular_file"
 
 
 class ListingProblem(NamedTuple):
@@ -206,6 +210,9 @@ class _LocalWalk:
                                 stack.append((child, entry.path))
                         elif entry.is_file(follow_symlinks=False):
                             self.files.append(child)
+                        else:  # a FIFO, socket or device: listed, so its row says what it is
+                            self._report(child, NOT_A_REGULAR_FILE, "listed; refused when used")
+                            self.files.append(child)
             except OSError as exc:
                 self._report(rel, UNREADABLE_DIR, f"{type(exc).__name__}: {exc.strerror}")
 
@@ -222,7 +229,7 @@ class _LocalWalk:
                 self._dir_links.append((rel, target, folder_real))
             return
         if not os.path.isfile(target):
-            return
+            self._report(rel, NOT_A_REGULAR_FILE, f"-> {target} (listed; refused when used)")
         if not _inside(target, self.root_real):
             self._report(rel, LINK_ESCAPES_ROOT, f"-> {target} (listed; refused when used)")
         self.files.append(rel)

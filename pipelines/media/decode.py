@@ -191,11 +191,19 @@ def build_command(
         in_kwargs["ss"] = f"{time_start:.3f}"
     if time_end is not None:
         in_kwargs["t"] = f"{max(0.0, time_end - (time_start or 0.0)):.3f}"
-    # V (capital): the first video stream that is not cover art, as chosen by the probe.
-    stream = ffmpeg.input(input_url(path), **in_kwargs)["V:0"]
+    # The stream the probe chose (by its index in the file), never "the first video stream".
+    stream = ffmpeg.input(input_url(path), **in_kwargs)[str(info.stream_index)]
+    if info.keep_frames is not None and time_start is None and time_end is None:
+        first, last = info.keep_frames  # drop frames stamped far from the others (the probe)
+        stream = stream.filter("select", f"between(n,{first},{last})")
     _, need_fps = output_fps(info, options)
     if need_fps:
-        stream = stream.filter("fps", fps=options.fps_cap)
+        # The frame-rate cap only ever drops frames: a frame is kept when it starts a new
+        # 1/fps_cap tick. Unlike the ``fps`` filter it never repeats a frame to fill a gap in the
+        # timestamps (a still scene, or a frame stamped hours late, would become many copies).
+        rate = options.fps_cap
+        stream = stream.filter(
+            "select", f"isnan(prev_selected_t)+gt(floor(t*{rate}),floor(prev_selected_t*{rate}))")
     size = output_size(info.width, info.height, options)
     if options.short_side or size.capped:
         # Autorotation runs before this filter and the probe reports display sizes.
@@ -279,6 +287,8 @@ def _warnings(info: ProbeResult, options: DecodeOptions, output: _Output, fps: f
         warnings.append(f"scaled to {output.width}x{output.height} to fit "
                         f"max_long_side={options.max_long_side} (source {info.width}x"
                         f"{info.height})")
+    if info.timestamp_warning and not trimmed:
+        warnings.append(info.timestamp_warning)
     if run.stderr.strip():
         warnings.append(f"ffmpeg: {run.stderr_tail(200)}")
     return "; ".join(warnings)

@@ -53,6 +53,9 @@ class ProbeResult:
     header_frames: int = 0
     has_audio: bool = False
     bit_rate: int = 0
+    stream_index: int = 0
+    keep_frames: tuple[int, int] | None = None
+    timestamp_warning: str = ""
 
     @classmethod
     def rejected(cls, reason: str, detail: str = "", size_bytes: int = 0) -> "ProbeResult":
@@ -145,9 +148,10 @@ def parse_probe(info: dict[str, Any], size_bytes: int = 0) -> ProbeResult:
     """Turn ffprobe's JSON into a :class:`ProbeResult` (pure; tested without ffprobe)."""
     streams = info.get("streams") or []
     fmt = info.get("format") or {}
-    video = next(
-        (s for s in streams if s.get("codec_type") == "video" and not _is_picture(s)), None
-    )
+    videos = [s for s in streams if s.get("codec_type") == "video" and not _is_picture(s)]
+    # The real video is the stream with the most frames: a thumbnail or poster track that
+    # comes first (one frame, not flagged as a picture) must not hide it.
+    video = max(videos, key=lambda s: _number(s.get("nb_read_packets"), int, 0), default=None)
     has_audio = any(s.get("codec_type") == "audio" for s in streams)
     size_bytes = size_bytes or _number(fmt.get("size"), int, 0)
     if video is None:
@@ -185,6 +189,7 @@ def parse_probe(info: dict[str, Any], size_bytes: int = 0) -> ProbeResult:
         header_frames=header_frames,
         has_audio=has_audio,
         bit_rate=_number(fmt.get("bit_rate"), int, 0),
+        stream_index=_number(video.get("index"), int, 0),
     )
     if counted is not None and num_frames == 0:
         return replace(result, ok=False, reason=reasons.NO_VIDEO_FRAMES,
@@ -248,4 +253,66 @@ def probe(
     if result.ok and containers.demuxer(result.format_name, input_options) is None:
         return replace(result, ok=False, reason=reasons.UNSUPPORTED_CONTAINER,
                        detail=_refusal(result.format_name.split(",")[0]))
+    if result.ok and not input_options:  # an image sequence's timestamps are its frame numbers
+        result = _check_timestamps(path, result, timeout_s)
     return result
+
+
+def timestamps_argv(path: str, stream_index: int, ffprobe: str = "ffprobe") -> list[str]:
+    """ffprobe printing one ``pts_time`` per packet of the probed stream (CSV, a few bytes each)."""
+    guard = containers.guard_options(containers.allowed(None))
+    return [ffprobe, "-v", "error", "-hide_banner", "-select_streams", str(stream_index),
+            "-show_entries", "packet=pts_time", "-of", "csv=p=0",
+            *option_args(guard), input_url(path)]
+
+
+def _check_timestamps(path: str, info: ProbeResult, timeout_s: float) -> ProbeResult:
+    """Read the probed stream's packet timestamps and note outliers (see :func:`timestamp_outliers`).
+
+    Any trouble reading them leaves ``info`` as it was: the decode itself never pads
+    (:mod:`pipelines.media.decode`), this only finds frames stamped far from all the others.
+    """
+    run = run_tool(timestamps_argv(path, info.stream_index), timeout_s,
+                   max_stdout_bytes=_MAX_OUTPUT_BYTES)
+    if run.failure("ffprobe", timeout_s) is not None or run.overflowed:
+        return info
+    times = []
+    for line in run.stdout.decode("ascii", "replace").split():
+        value = _number(line.strip().strip(","), float, None)
+        if value is not None:
+            times.append(value)
+    keep, warning = timestamp_outliers(times)
+    return replace(info, keep_frames=keep, timestamp_warning=warning)
+
+
+def timestamp_outliers(times: list[float], gap_s: float = 10.0, gap_frames: float = 50.0
+                       ) -> tuple[tuple[int, int] | None, str]:
+    """Frames (in presentation order) to keep when some timestamps sit far from the rest.
+
+    A gap between consecutive presentation times longer than ``gap_s`` seconds and
+    ``gap_frames`` typical frame intervals splits the stream into runs; the run with the most
+    frames is kept, ``(first, last)`` frame numbers, and the warning says what was dropped. A
+    frame stamped at 10 h in a 2 s clip is such an outlier; a still scene that a variable-rate
+    encoder stored as one long frame is not cut unless it is longer than both bounds (and even
+    then it is never padded with duplicates). ``(None, "")`` when nothing is odd.
+    """
+    times = sorted(t for t in times if math.isfinite(t))
+    if len(times) < 3:
+        return None, ""
+    steps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    typical = steps[len(steps) // 2] if steps else 0.0
+    limit = max(gap_s, gap_frames * typical)
+    runs, start = [], 0
+    for i in range(1, len(times)):
+        if times[i] - times[i - 1] > limit:
+            runs.append((start, i - 1))
+            start = i
+    runs.append((start, len(times) - 1))
+    if len(runs) == 1:
+        return None, ""
+    first, last = max(runs, key=lambda r: r[1] - r[0])
+    dropped = len(times) - (last - first + 1)
+    gaps = [times[r[0]] - times[p[1]] for p, r in zip(runs, runs[1:])]
+    return (first, last), (f"timestamps: dropped {dropped} of {len(times)} frames stamped "
+                           f"more than {limit:g} s away from the others (largest gap "
+                           f"{max(gaps):.1f} s); kept frames {first}-{last}")

@@ -32,6 +32,7 @@ from pipelines.io import Storage
 from pipelines.ops.models import ModelRef, parse_registry_uri, resolve_model
 from pipelines.ops.store import StoreSettings, open_store
 from pipelines.shards import contract, manifest
+from pipelines.shards.check import check_shards
 from pipelines.shards.reader import list_shards
 
 log = logging.getLogger("tsi.ops")
@@ -85,6 +86,7 @@ def open_eval_split(root: str | None, split: str) -> EvalSplit:
                                     "for that split first")
     classes = ClassMap.parse(storage.read_bytes(contract.CLASSES).decode("utf-8"),
                              where=storage.uri(contract.CLASSES))
+    check_shards(root, split)
     table, keys = manifest.read_split(storage, split)
     return EvalSplit(storage.uri(), split, tuple(list_shards(root, split)), len(keys),
                      classes.names, classes.digest, manifest.dataset_hash(table, classes.names))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import posixpath
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -147,7 +148,12 @@ def resolve_entry(root: str, entry: str) -> str:
     normal = posixpath.normpath(entry)
     if normal.startswith("..") or "\x00" in normal:
         raise ValueError(f"{entry!r} leaves the list's folder")
-    return posixpath.join(root, normal) if is_uri(root) else str(Path(root) / normal)
+    if is_uri(root):
+        return posixpath.join(root, normal)
+    real, folder = os.path.realpath(Path(root) / normal), os.path.realpath(root)
+    if os.path.commonpath([real, folder]) != folder:  # a link that points out of the folder
+        raise ValueError(f"{entry!r} leaves the list's folder (it resolves to {real})")
+    return str(Path(root) / normal)
 
 
 def list_videos(location: str) -> Iterator[dict[str, str]]:
@@ -158,7 +164,10 @@ def list_videos(location: str) -> Iterator[dict[str, str]]:
         storage = Storage.open(location)
         for rel in storage.list_files():
             if posixpath.splitext(rel)[1].lower() in VIDEO_EXTENSIONS:
-                yield {"path": storage.uri(rel), "error": ""}
+                try:
+                    yield {"path": resolve_entry(storage.uri(), rel), "error": ""}
+                except ValueError as exc:
+                    yield {"path": storage.uri(rel), "error": str(exc)}
         return
     table = pacsv.read_csv(io.BytesIO(read_bytes(location)))
     column = "path" if "path" in table.column_names else table.column_names[0]

@@ -183,13 +183,14 @@ def _samples(
 ) -> tuple[list[PlannedSample], list[dict]]:
     """Planned samples with keys and class indices.
 
-    Two ids sharing a key (``key_collision``) and two rows naming one file once links are
-    resolved (``same_file``) become rejected rows: a file is stored at most once per split.
+    Two ids sharing a key (``key_collision``) and two rows naming one file and one window once
+    links are resolved (``same_file``) become rejected rows: a file (or, for untrimmed sources,
+    each ``time_start``-``time_end`` window of it) is stored at most once per split.
     """
     samples: list[PlannedSample] = []
     extra: list[dict] = []
     key_owner: dict[str, str] = {}
-    file_owner: dict[str, str] = {}
+    file_owner: dict[tuple[str, float | None, float | None], str] = {}
 
     def refuse(record: VideoRecord, key: str, reason: str, detail: str) -> None:
         extra.append({"key": key, "status": manifest.REJECTED, "reason": reason,
@@ -203,13 +204,20 @@ def _samples(
             refuse(record, key, KEY_COLLISION, f"same key as video id {key_owner[key]!r}")
             continue
         real = _real_file(videos, record.path)
-        if real is not None and file_owner.setdefault(real, record.video_id) != record.video_id:
-            refuse(record, key, SAME_FILE,
-                   f"{record.path} is the same file as video id {file_owner[real]!r} ({real})")
+        window = (real, record.time_start, record.time_end)
+        if real is not None and file_owner.setdefault(window, record.video_id) != record.video_id:
+            refuse(record, key, SAME_FILE, f"{record.path} is the same file as video id "
+                   f"{file_owner[window]!r} ({real}){_window_text(record)}")
             continue
         samples.append(record_sample(record, key, classes.index(record.label),
                                      frames_dir=record.path not in files))
     return samples, extra
+
+
+def _window_text(record: VideoRecord) -> str:
+    if record.time_start is None and record.time_end is None:
+        return ""
+    return f", same window {record.time_start}-{record.time_end} s"
 
 
 def _real_file(videos: Storage, rel: str) -> str | None:
@@ -330,6 +338,14 @@ def run_preprocess(cfg: PreprocessConfig) -> JobSummary:
     check_config(cfg)
     videos = Storage.open(cfg.videos)  # type: ignore[arg-type]
     output = Storage.open(cfg.output)  # type: ignore[arg-type]
+    try:
+        return _run_locked(cfg, videos, output)
+    except PermissionError as exc:  # e.g. a read-only or immutable split folder in the output
+        where = exc.filename or output.uri()
+        raise PreprocessError(f"cannot write {where}: {exc.strerror or exc}") from None
+
+
+def _run_locked(cfg: PreprocessConfig, videos: Storage, output: Storage) -> JobSummary:
     with OutputLock(output) as lock:
         listing = videos.list_files()  # annotations were checked first: fail before a big listing
         if not listing:

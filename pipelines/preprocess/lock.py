@@ -3,7 +3,10 @@
 Local output (any POSIX disk): ``{output}/_lock.json`` is held with ``flock`` by the driver for
 the whole run, so a second run on the same output -- any split -- fails at once with the holder's
 pid, host and start time. The kernel drops the lock when the driver dies, so a killed driver
-never blocks the next run.
+never blocks the next run. The file exists only while a run holds it: the holder removes it
+(while still holding the lock) when the run ends, and a run that was refused leaves nothing
+behind, not even the output folder if the run created it and nothing else was written there.
+A run that locked a file someone removed meanwhile locks the new one instead.
 
 A killed driver may leave shard tasks running for a moment (Ray kills a dead driver's tasks when
 it notices). They cannot corrupt the next run: the lock file holds the run id of its holder
@@ -72,6 +75,7 @@ class OutputLock:
     _fd: int | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _beat: threading.Thread | None = None
+    _made_dirs: list[str] = field(default_factory=list)
 
     def _record(self) -> bytes:
         body = {"run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
@@ -88,17 +92,22 @@ class OutputLock:
     def _acquire_local(self) -> None:
         import fcntl
 
+        self._made_dirs = missing_dirs(self.output.root)
         os.makedirs(self.output.root, exist_ok=True)
         path = self.output.path(LOCK_NAME)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
-            os.close(fd)
-            raise OutputLocked(
-                f"{self.output.uri()} is being written by {_describe(holder)}; wait for it to "
-                "finish or stop it, then re-run (one job per output at a time)") from None
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+                os.close(fd)
+                raise OutputLocked(
+                    f"{self.output.uri()} is being written by {_describe(holder)}; wait for it "
+                    "to finish or stop it, then re-run (one job per output at a time)") from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the holder removed the file between our open and our lock: retry
         os.ftruncate(fd, 0)
         os.pwrite(fd, self._record(), 0)
         os.fsync(fd)
@@ -127,13 +136,47 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # releases the flock; the file stays (it is the next run's lock)
+            try:
+                os.unlink(self.output.path(LOCK_NAME))  # removed while still held (see _same_file)
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)
             self._fd = None
+            remove_empty_dirs(self._made_dirs)  # only if this run wrote nothing else there
         if self._beat is not None:
             self._stop.set()
             self._beat.join(timeout=5)
             if holder_id(self.output) == self.run_id:
                 self.output.delete(LOCK_NAME)
+
+
+def missing_dirs(path: str) -> list[str]:
+    """``path`` and those of its ancestors that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path) and path != os.path.dirname(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def remove_empty_dirs(dirs: list[str]) -> None:
+    """Remove the folders ``missing_dirs`` listed (deepest first), stopping at one not empty."""
+    for path in dirs:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether the locked ``fd`` is still the file at ``path`` (not one unlinked meanwhile)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    locked = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (locked.st_dev, locked.st_ino)
 
 
 def holder_id(output: Storage) -> str | None:

@@ -12,6 +12,7 @@ import tempfile
 from pipelines.io import is_uri, local_path
 from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.errors import PreprocessError
+from pipelines.preprocess.lock import missing_dirs, remove_empty_dirs
 from pipelines.shards import contract
 
 _GLOB = "*?["
@@ -50,6 +51,7 @@ def _writable_dir(setting: str, location: str) -> None:
     path = local_path(location)
     if os.path.exists(path) and not os.path.isdir(path):
         raise PreprocessError(f"{setting} {location} is a file, expected a folder")
+    made = missing_dirs(path)
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -57,6 +59,8 @@ def _writable_dir(setting: str, location: str) -> None:
     except OSError as exc:
         reason = exc.strerror or exc
         raise PreprocessError(f"{setting} {location} is not writable: {reason}") from None
+    finally:
+        remove_empty_dirs(made)  # a check leaves nothing behind (the run makes the folder)
 
 
 def check_config(cfg: PreprocessConfig) -> None:

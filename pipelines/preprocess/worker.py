@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pipelines.media.decode import DecodeOptions, DecodeResult, decode
 from pipelines.media.frames import frame_files, link_sequence
 from pipelines.media.probe import ProbeResult, probe
+from pipelines.media.reasons import NOT_A_REGULAR_FILE
 from pipelines.preprocess.plan import PlannedSample, ShardSpec
 from pipelines.io import PathEscapesRoot, Storage
 from pipelines.preprocess.lock import check_fence
@@ -86,6 +87,10 @@ def _media_row(info: ProbeResult, result: DecodeResult | None) -> dict[str, Any]
     return row
 
 
+class NotARegularFile(ValueError):
+    """A frame of a frame folder is a FIFO, socket, device or folder."""
+
+
 class _Inputs:
     """Makes a planned sample's media available as a local path (download if remote)."""
 
@@ -108,6 +113,10 @@ class _Inputs:
             raise ValueError(f"no image frames in {sample.path}")
         if self.videos.is_local:
             files = [self.videos.real_path(f"{sample.path}/{n}") for n in names]
+            odd = [n for n, f in zip(names, files) if not os.path.isfile(f)]
+            if odd:  # a FIFO would block ffmpeg; a missing frame would shorten the clip silently
+                raise NotARegularFile(f"{sample.path}: {len(odd)} of {len(names)} frames are "
+                                      f"not regular files: {', '.join(odd[:5])}")
         else:
             files = []
             for i, name in enumerate(names):
@@ -152,6 +161,9 @@ def process_sample(
             path, input_options = inputs.fetch(sample)
         except PathEscapesRoot as exc:
             row.update(status=manifest.REJECTED, reason=LINK_ESCAPES_ROOT, detail=str(exc)[:500])
+            return None, row
+        except NotARegularFile as exc:
+            row.update(status=manifest.REJECTED, reason=NOT_A_REGULAR_FILE, detail=str(exc)[:500])
             return None, row
         except FileNotFoundError:
             path, input_options = inputs.videos.path(sample.path), None  # the probe says missing

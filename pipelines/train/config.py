@@ -40,6 +40,14 @@ class ModelConfig:
     pretrained_sha256: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from tsi_model.models import model_options  # the builder's own signature decides
+
+        unknown = sorted(set(self.options) - model_options(self.name))
+        if unknown:
+            raise ValueError(f"model.options: unknown option(s) {unknown} for {self.name}; "
+                             f"valid: {sorted(model_options(self.name))}")
+
 
 @dataclass(frozen=True)
 class DataConfig:

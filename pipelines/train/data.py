@@ -13,6 +13,7 @@ from pipelines.data.classes import ClassMap
 from pipelines.io import Storage
 from pipelines.loader.selection import SelectionFilter
 from pipelines.shards import contract, manifest
+from pipelines.shards.check import check_shards
 from pipelines.shards.reader import list_shards
 from pipelines.train.config import DataConfig
 
@@ -59,6 +60,7 @@ def open_dataset(cfg: DataConfig) -> DatasetView:
         if not storage.exists(rel):
             raise FileNotFoundError(f"{storage.uri(rel)} does not exist: run jobs.preprocess "
                                     "for that split first")
+    check_shards(cfg.root, cfg.train_split, cfg.eval_split)
     classes = ClassMap.parse(storage.read_bytes(contract.CLASSES).decode("utf-8"),
                              where=storage.uri(contract.CLASSES))
     train_table, train_keys = manifest.read_split(storage, cfg.train_split)

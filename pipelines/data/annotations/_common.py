@@ -20,6 +20,7 @@ from typing import TextIO
 
 from pipelines.data.records import Annotations, RejectedRecord, VideoRecord
 from pipelines.io import Storage, is_uri, local_path, read_bytes, scheme
+from pipelines.media.reasons import NOT_A_REGULAR_FILE
 
 from pipelines.data.reasons import (  # noqa: F401  (re-exported for the readers)
     AMBIGUOUS_FILE,
@@ -211,6 +212,7 @@ class FileIndex:
     def __init__(self, available: Collection[str]) -> None:
         self.paths: set[str] = set()
         self.by_stem: dict[str, list[str]] = {}
+        self.folders: set[str] = set()  # every folder that holds a listed path
         self._frame_dirs: dict[str, list[str]] | None = None
         for raw in available:
             if str(raw).strip() in ("", ".", "./"):  # the root itself (an object-store marker)
@@ -221,15 +223,25 @@ class FileIndex:
                     f"listing entry {raw!r} is not a path relative to the videos root"
                 )
             self.paths.add(rel)
+        self.folder_by_stem: dict[str, list[str]] = {}  # folders named like a video file
         for rel in sorted(self.paths):
             stem, ext = posixpath.splitext(posixpath.basename(rel))
             if ext.lower() in VIDEO_EXTENSIONS:
                 self.by_stem.setdefault(stem, []).append(rel)
+            folder = posixpath.dirname(rel)
+            while folder and folder not in self.folders:
+                self.folders.add(folder)
+                stem, ext = posixpath.splitext(posixpath.basename(folder))
+                if ext.lower() in VIDEO_EXTENSIONS:
+                    self.folder_by_stem.setdefault(stem, []).append(folder)
+                folder = posixpath.dirname(folder)
 
     def exact(self, rel: str) -> Found:
         """The listed path itself, with no search (the plain CSV names files exactly)."""
         if rel in self.paths:
             return Found(path=rel)
+        if rel in self.folders:
+            return _a_folder(rel)
         return Found(reason=MISSING_FILE, detail=f"looked for {rel!r} under the videos root")
 
     def frame_dirs(self) -> dict[str, list[str]]:
@@ -257,6 +269,8 @@ class FileIndex:
         if len(candidates) == 1:
             return Found(path=candidates[0])
         if not candidates:
+            if listed in self.folders or self.folder_by_stem.get(stem):
+                return _a_folder(listed if listed in self.folders else self.folder_by_stem[stem][0])
             where = f"{listed!r} or " if listed else ""
             return Found(reason=MISSING_FILE,
                          detail=f"looked for {where}a video named {stem!r}.* anywhere under the "
@@ -276,6 +290,11 @@ class FileIndex:
                          detail=f"looked for a video {name!r}.* or a folder of frames {name!r} "
                                 "anywhere under the videos root")
         return _narrow(folders, None, hints)
+
+
+def _a_folder(rel: str) -> Found:
+    """A row names a folder where a video file should be (``x.mp4/``): not a missing file."""
+    return Found(reason=NOT_A_REGULAR_FILE, detail=f"{rel!r} is a folder, not a video file")
 
 
 def _narrow(candidates: list[str], listed: str | None, hints: Iterable[str]) -> Found:
