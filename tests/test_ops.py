@@ -2,7 +2,9 @@
 nightly. Models come from the ``colour_models`` fixture (good, broken, twin, relabelled)."""
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -44,20 +46,28 @@ def _champion(world) -> tuple[str | None, str | None]:
 
 
 def _make_champion(world, name: str) -> str:
-    """Test set-up, as an operator would: ``name``'s copy in ``{task}`` becomes champion."""
+    """Test set-up, as the promoter would build it: ``name``'s served version becomes champion."""
+    from pipelines.ops.models import resolve_model
+    from pipelines.ops.promote import _served_tags, promotion_experiment
+    from pipelines.tracking.backend import ensure_experiment
+    from pipelines.tracking.registry import ensure_registered_model
+    from pipelines.tracking.served import build_served_version
+
     client = _client(world)
     copies = [v.version for v in client.search_model_versions(f"name = '{world['task']}'")
               if v.tags.get("tsi.run_name") == f"colour-{name}"]
     if copies:
         version = str(copies[0])
     else:
-        try:
-            client.create_registered_model(world["task"])
-        except Exception:  # already there
-            pass
-        copied = client.copy_model_version(_candidate(world, name), world["task"])
-        version = str(copied.version)
-        client.set_model_version_tag(world["task"], version, "tsi.run_name", f"colour-{name}")
+        ensure_registered_model(client, world["task"], "test")
+        ref = resolve_model(_candidate(world, name), client, world["uri"])
+        record = {"scores": {"candidate": {"eval_run": None, "top1": 0.0}},
+                  "eval_dataset_hash": None}
+        root = (Path(world["uri"][len("sqlite:///"):]).parent / "artifacts").as_uri()
+        experiment = ensure_experiment(client, promotion_experiment(world["task"]), root)
+        version = str(build_served_version(
+            client, world["task"], experiment, ref.checkpoint, f"test-{name}",
+            _served_tags(ref, record, None), "test set-up", world["uri"]).version)
     client.set_registered_model_alias(world["task"], "champion", version)
     return version
 
@@ -105,30 +115,44 @@ def test_promotion_gate_rollback_and_recorded_decisions(colour_models, capsys):
     assert better.promoted, better.table()
     assert better.decision.lower_bound > 0.3
     assert _champion(world) == (better.promoted_version, first.promoted_version)
-    copied = client.get_model_version(world["task"], better.promoted_version).tags
-    assert copied["tsi.replaced_version"] == first.promoted_version
-    assert copied["tsi.train_dataset_hash"] and copied["tsi.copied_from"].endswith(versions["good"])
-    decision = client.get_model_version("ops-colour-candidates", versions["good"]).tags
-    assert decision["tsi.promotion.decision"] == "pass"
-    assert decision["tsi.gate.lower_bound"] and decision["tsi.promotion.champion_eval_run"]
+    served = client.get_model_version(world["task"], better.promoted_version)
+    assert served.tags["tsi.replaced_version"] == first.promoted_version
+    assert served.tags["tsi.source_version"].endswith(f"/{versions['good']}")
+    assert json.loads(served.tags["tsi.served.sha256"])["MLmodel"]
+    assert len(served.tags) <= 15 and served.description.startswith("Promoted against v")
+    run = client.get_run(served.tags["tsi.promotion.decision_run"])
+    assert run.data.tags["tsi.promotion.decision"] == "pass"
+    decision = client.download_artifacts(run.info.run_id, "decision.json")
+    gate = json.loads(Path(decision).read_text())["gate"]
+    assert gate["lower_bound"] > 0.3 and gate["wins"] > 10 and gate["losses"] == 0
+    candidate_version = client.get_model_version("ops-colour-candidates", versions["good"])
+    assert candidate_version.description.startswith("Promoted to ops-colour v")
 
     for name in ("twin", "broken"):  # the same weights again, and a worse model: not promoted
         result = promote(_promote_cfg(world, name))
         assert not result.promoted and result.decision is not None, name
-        tags = client.get_model_version("ops-colour-candidates", versions[name]).tags
-        assert tags["tsi.promotion.decision"] == "fail", name
+        run = client.get_run(result.scored["candidate"].run_id)
+        assert run.data.tags["tsi.promotion.decision"] == "fail", name
+        description = client.get_model_version("ops-colour-candidates", versions[name]).description
+        assert description.startswith("Not promoted against v"), name
     assert _champion(world) == (better.promoted_version, first.promoted_version)
 
-    experiment = client.get_experiment_by_name("ops-colour-evaluation")
+    experiment = client.get_experiment_by_name("ops-colour-promotion")
     runs_before = len(client.search_runs([experiment.experiment_id]))
     with pytest.raises(PromotionRefused, match="differ|cannot be compared"):
         promote(_promote_cfg(world, "relabelled"))
     assert len(client.search_runs([experiment.experiment_id])) == runs_before  # nothing scored
 
     assert "to v" + first.promoted_version in rollback(_promote_cfg(world, "good"))
-    assert _champion(world) == (first.promoted_version, None)
+    assert _champion(world) == (first.promoted_version, first.promoted_version)
     assert main(["--task", world["task"], "--rollback", *_store_args(world)]) == 2
     assert "nothing to roll back" in capsys.readouterr().err
+    # the rolled-back weights are refused unless a person says otherwise (and it is recorded)
+    with pytest.raises(PromotionRefused, match="rejected by"):
+        promote(_promote_cfg(world, "good"))
+    again = promote(_promote_cfg(world, "good", allow_rejected=True))
+    run = client.get_run(again.scored["candidate"].run_id)
+    assert "allowed rejected v" in run.data.tags["tsi.promotion.allowed_rejected"]
 
 
 def test_two_racing_promotions_leave_one_champion_that_passed_against_its_predecessor(
@@ -141,7 +165,8 @@ def test_two_racing_promotions_leave_one_champion_that_passed_against_its_predec
     results: dict[str, object] = {}
 
     def run(name: str) -> None:
-        results[name] = promote(_promote_cfg(world, name), before_commit=barrier.wait)
+        results[name] = promote(_promote_cfg(world, name, allow_rejected=True),
+                                before_commit=barrier.wait)
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("good", "twin")]
     for thread in threads:
@@ -157,9 +182,9 @@ def test_two_racing_promotions_leave_one_champion_that_passed_against_its_predec
     tags = client.get_model_version(world["task"], champion).tags
     assert champion == results[won[0]].promoted_version
     assert previous == tags["tsi.replaced_version"] == start
-    assert tags["tsi.promotion.against_version"] == start
-    lost_tags = client.get_model_version("ops-colour-candidates", world["versions"][lost]).tags
-    assert lost_tags["tsi.promotion.decision"] == "conflict"
+    lost_run = client.get_run(results[lost].scored["candidate"].run_id).data.tags
+    assert lost_run["tsi.promotion.decision"] == "conflict"
+    assert lost_run["tsi.promotion.against_version"] == start
     assert "tsi.promotion_lease" not in client.get_registered_model(world["task"]).tags
 
 

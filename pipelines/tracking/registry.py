@@ -22,8 +22,11 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 INPUT_TAGS = ("tsi.classes_hash", "tsi.clip", "tsi.media")
 
 
+CANDIDATES_SUFFIX = "-candidates"
+
+
 def candidates_name(task: str) -> str:
-    return f"{task}-candidates"
+    return f"{task}{CANDIDATES_SUFFIX}"
 
 
 def production_name(task: str) -> str:
