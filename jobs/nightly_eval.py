@@ -4,7 +4,7 @@
         [--tolerance 0.02] [--accept-data-change] [--promote] [key.sub=value ...]
 
 Scores ``{task}@champion`` and, if present, ``{task}-candidates@candidate`` on the configured
-shards with the evaluation engine, one run per model in the ``nightly-eval`` experiment, and
+shards with the evaluation engine, one run per model in the ``{task}-nightly`` experiment, and
 compares the champion with the previous night's champion run. The first night records a
 baseline. ``--promote`` then sends the candidate through the promotion gate. Config:
 ``pipelines.ops.nightly.NightlyConfig``.

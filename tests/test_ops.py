@@ -208,6 +208,6 @@ def test_nightly_baseline_stable_regression_and_data_change(colour_models, capsy
     client.delete_registered_model_alias(world["task"], "champion")
     assert main(args) == 3 and "cannot be evaluated" in capsys.readouterr().err
     client.set_registered_model_alias(world["task"], "champion", champion)
-    runs = client.search_runs([client.get_experiment_by_name("nightly-eval").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("ops-colour-nightly").experiment_id])
     statuses = sorted(r.data.tags.get("tsi.nightly.status", "") for r in runs)
     assert statuses.count("regression") == 1 and statuses.count("data_changed") == 1

@@ -1,6 +1,6 @@
 """Nightly evaluation: score ``@champion`` (and ``@candidate``) and raise an alarm on regression.
 
-One MLflow run per model per night in the ``nightly-eval`` experiment (tags: task, alias,
+One MLflow run per model per night in the promoter's ``{task}-nightly`` experiment (tags: task, alias,
 version, dataset hash, status). The champion's run is compared with the previous night's
 champion run of the same task:
 
@@ -22,7 +22,7 @@ from pipelines.evaluation.exported import ClassMapMismatch
 from pipelines.ops.evaluate import EvalSettings, ScoredModel, open_eval_split, record, score
 from pipelines.ops.gate import GateConfig
 from pipelines.ops.models import ModelNotFound, resolve_model
-from pipelines.ops.promote import PromoteConfig, PromotionResult, promote
+from pipelines.ops.promote import PromoteConfig, PromotionRefused, PromotionResult, promote
 from pipelines.ops.store import StoreSettings, open_store
 from pipelines.tracking.backend import ensure_experiment
 from pipelines.tracking.registry import (
@@ -33,7 +33,10 @@ from pipelines.tracking.registry import (
 )
 
 log = logging.getLogger("tsi.ops")
-EXPERIMENT = "nightly-eval"
+
+
+def nightly_experiment(task: str) -> str:
+    return f"{task}-nightly"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class NightlyConfig:
     accept_data_change: bool = False
     evaluate_candidate: bool = True
     promote: bool = False  # run the candidate through the promotion gate afterwards
-    experiment: str = EXPERIMENT
+    experiment: str | None = None  # default "{task}-nightly"
     eval: EvalSettings = field(default_factory=EvalSettings)
     gate: GateConfig = field(default_factory=GateConfig)
     store: StoreSettings = field(default_factory=StoreSettings)
@@ -110,7 +113,8 @@ def run_nightly(cfg: NightlyConfig) -> NightlyReport:
     task = cfg.task
     split = open_eval_split(cfg.eval.data, cfg.eval.split)  # bad input fails before the store
     store, client = open_store(cfg.store)
-    experiment_id = ensure_experiment(client, cfg.experiment, store.artifact_root)
+    experiment_id = ensure_experiment(client, cfg.experiment or nightly_experiment(task),
+                                      store.artifact_root)
     tags = {"tsi.task": task}
     try:
         champion_ref = resolve_model(f"models:/{production_name(task)}@{CHAMPION_ALIAS}", client,
@@ -153,6 +157,9 @@ def run_nightly(cfg: NightlyConfig) -> NightlyReport:
                               tags={**tags, "tsi.alias": CANDIDATE_ALIAS})
             report.candidate = ScoredModel(**{**scored.__dict__, "run_id": cand_run})
     if cfg.promote and not report.alarm and report.candidate is not None:
-        report.promotion = promote(PromoteConfig(task=task, eval=cfg.eval, gate=cfg.gate,
-                                                 store=cfg.store))
+        try:
+            report.promotion = promote(PromoteConfig(task=task, eval=cfg.eval, gate=cfg.gate,
+                                                     store=cfg.store))
+        except PromotionRefused as exc:  # e.g. a rejected candidate: not an alarm, no change
+            report.message += f"; candidate not promoted: {exc}"
     return report
