@@ -188,7 +188,47 @@ def test_two_racing_promotions_leave_one_champion_that_passed_against_its_predec
     assert "tsi.promotion_lease" not in client.get_registered_model(world["task"]).tags
 
 
-def test_nightly_baseline_stable_regression_and_data_change(colour_models, capsys):
+class _Webhook:
+    """A local HTTP server on 127.0.0.1 that records the JSON POSTed to it; fails the first
+    ``fail_first`` requests with 503 (so the retry is exercised)."""
+
+    def __init__(self, fail_first: int = 1) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received, state = [], {"fail": fail_first}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if state["fail"] > 0:
+                    state["fail"] -= 1
+                    self.send_response(503)
+                else:
+                    received.append(json.loads(body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _last_alarm(client, world) -> str:
+    runs = client.search_runs([client.get_experiment_by_name("ops-colour-nightly").experiment_id],
+                              filter_string="tags.`tsi.alias` = 'champion'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id
+
+
+def test_nightly_alarms_stay_raised_until_acknowledged_and_are_notified(colour_models, capsys):
     from jobs.nightly_eval import main
 
     world = colour_models
@@ -196,18 +236,69 @@ def test_nightly_baseline_stable_regression_and_data_change(colour_models, capsy
     champion = _make_champion(world, "good")
     broken = _make_champion(world, "broken")
     client.set_registered_model_alias(world["task"], "champion", champion)
-    args = ["--task", world["task"], *_store_args(world), "evaluate_candidate=false"]
-    assert main(args) == 0 and "baseline" in capsys.readouterr().out  # first night
-    assert main(args) == 0 and ": ok:" in capsys.readouterr().out  # a stable night
-    client.set_registered_model_alias(world["task"], "champion", broken)  # a bad deploy
-    assert main(args) == 3 and "fell" in capsys.readouterr().err
-    client.set_registered_model_alias(world["task"], "champion", champion)
-    assert main([*args, "--split", "train"]) == 3
-    assert "evaluation data changed" in capsys.readouterr().err
-    assert main([*args, "--split", "train", "--accept-data-change"]) == 0
-    client.delete_registered_model_alias(world["task"], "champion")
-    assert main(args) == 3 and "cannot be evaluated" in capsys.readouterr().err
-    client.set_registered_model_alias(world["task"], "champion", champion)
+    hook = _Webhook(fail_first=1)
+    args = ["--task", world["task"], "--webhook-url", hook.url, *_store_args(world),
+            "evaluate_candidate=false", "webhook_timeout_s=2"]
+    try:
+        assert main(args) == 0 and "baseline" in capsys.readouterr().out  # first night
+        assert main(args) == 0 and ": ok:" in capsys.readouterr().out  # a stable night
+        client.set_registered_model_alias(world["task"], "champion", broken)  # a bad deploy
+        assert main(args) == 3 and "fell" in capsys.readouterr().err
+        alarm = _last_alarm(client, world)
+        assert hook.received[-1]["status"] == "regression"  # delivered on the second try
+        assert hook.received[-1]["run_id"] == alarm and "fell" in hook.received[-1]["message"]
+        client.set_registered_model_alias(world["task"], "champion", champion)  # fixed...
+        assert main(args) == 3  # ...but nobody looked: the alarm stays raised
+        assert "not acknowledged" in capsys.readouterr().err
+        assert main(["--task", world["task"], "--tracking-uri", world["uri"],
+                     "--acknowledge", alarm, "--reason", "bad deploy reverted"]) == 0
+        assert "bad deploy reverted" in client.get_run(alarm).data.tags[
+            "tsi.nightly.acknowledged"]
+        capsys.readouterr()
+        assert main(args) == 0 and ": ok:" in capsys.readouterr().out
+        # the baseline is the last accepted night, never the alarmed one
+        assert client.get_run(_last_alarm(client, world)).data.tags[
+            "tsi.nightly.previous_run"] != alarm
+
+        # cumulative drift: the champion's promotion score on this data is far above tonight's
+        val_hash = client.get_run(alarm).data.tags["tsi.eval_dataset_hash"]
+        for key, value in (("tsi.promotion.top1", "1.0"),
+                           ("tsi.promotion.eval_dataset_hash", val_hash)):
+            client.set_model_version_tag(world["task"], broken, key, value)
+        client.set_registered_model_alias(world["task"], "champion", broken)
+        assert main([*args, "tolerance=1.0"]) == 3
+        assert "below its promotion score 1.0000" in capsys.readouterr().err
+        assert main(["--task", world["task"], "--tracking-uri", world["uri"], "--acknowledge",
+                     _last_alarm(client, world), "--reason", "known"]) == 0
+        client.set_registered_model_alias(world["task"], "champion", champion)
+
+        assert main([*args, "--split", "train"]) == 3
+        assert "evaluation data changed" in capsys.readouterr().err
+        assert main(["--task", world["task"], "--tracking-uri", world["uri"], "--acknowledge",
+                     _last_alarm(client, world), "--reason", "new eval set"]) == 0
+        assert main([*args, "--split", "train", "--accept-data-change"]) == 0
+        client.delete_registered_model_alias(world["task"], "champion")
+        assert main(args) == 3 and "cannot be evaluated" in capsys.readouterr().err
+        assert hook.received[-1]["status"] == "champion_unavailable"
+    finally:
+        hook.close()
+        client.set_registered_model_alias(world["task"], "champion", champion)
     runs = client.search_runs([client.get_experiment_by_name("ops-colour-nightly").experiment_id])
     statuses = sorted(r.data.tags.get("tsi.nightly.status", "") for r in runs)
-    assert statuses.count("regression") == 1 and statuses.count("data_changed") == 1
+    assert statuses.count("regression") == 1 and statuses.count("drift") == 1
+    assert statuses.count("alarm_open") == 1 and statuses.count("data_changed") == 1
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs)
+
+
+def test_new_task_accepts_a_new_class_map_and_records_it(colour_models):
+    from pipelines.ops.promote import PromotionRefused, promote
+
+    world = colour_models
+    client = _client(world)
+    _make_champion(world, "relabelled")  # a champion whose class map the shards no longer have
+    with pytest.raises(PromotionRefused, match="cannot be compared"):
+        promote(_promote_cfg(world, "twin"))
+    result = promote(_promote_cfg(world, "twin", new_task=True, allow_rejected=True))
+    assert result.promoted, result.table()
+    decision = client.download_artifacts(result.scored["candidate"].run_id, "decision.json")
+    assert "new task" in json.loads(Path(decision).read_text())["new_task"]

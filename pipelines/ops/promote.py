@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.evaluation.exported import check_class_map
+from pipelines.evaluation.exported import ClassMapMismatch, check_class_map
 from pipelines.ops.evaluate import (
     EvalSettings,
     ScoredModel,
@@ -312,10 +312,18 @@ def promote(cfg: PromoteConfig, *, before_commit: Callable[[], None] | None = No
                               store.uri) if champion_version else None)
     check_comparable(candidate, champion, split, cfg.new_task)  # before any scoring
     check_class_map(candidate.meta, split.root, candidate.label)
+    compared, new_task_note = champion, ""
+    if champion is not None and cfg.new_task:
+        try:
+            check_class_map(champion.meta, split.root, champion.label)
+        except ClassMapMismatch as exc:  # a new class map: judged as a first champion
+            compared = None
+            new_task_note = (f"new task: champion {champion.label}'s class map does not fit the "
+                             f"evaluation data ({str(exc)[:200]}); judged as a first champion")
 
     experiment_id = ensure_experiment(client, promotion_experiment(task), store.artifact_root)
     result = PromotionResult(task, candidate, champion, None)
-    for role, ref in (("candidate", candidate), ("champion", champion)):
+    for role, ref in (("candidate", candidate), ("champion", compared)):
         if ref is None:
             continue
         scored = score(ref, split, cfg.eval)
@@ -323,9 +331,10 @@ def promote(cfg: PromoteConfig, *, before_commit: Callable[[], None] | None = No
                         run_name=f"promotion-{role}-{ref.name}-v{ref.version}",
                         tags={"tsi.promotion.role": role})
         result.scored[role] = ScoredModel(**{**scored.__dict__, "run_id": run_id})
-    champion_preds = result.scored["champion"].predictions if champion else None
+    champion_preds = result.scored["champion"].predictions if compared else None
     result.decision = decide(result.scored["candidate"].predictions, champion_preds, cfg.gate)
     decision = _decision_record(result, champion_version, allowed)
+    decision["new_task"] = new_task_note or None
     outcome = "Promoted" if result.decision.passed else "Not promoted"
     if result.decision.passed:
         if before_commit is not None:
