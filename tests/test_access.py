@@ -179,7 +179,10 @@ def test_served_files_are_the_promoters_and_every_consumer_verifies_them(
     finally:
         target.write_bytes(original)
     _as(monkeypatch, *TRAINER)
-    assert load_served(f"models:/{task}@champion", url).predict([video])[0]["error"] is None
+    served = load_served(f"models:/{task}@champion", url)
+    assert served.metadata.get_params_schema() is not None
+    answer = served.predict([video], params={"top_k": 2})[0]
+    assert answer["error"] is None and len(answer["labels"]) == 2  # top_k honoured as a param
 
     _as(monkeypatch, *PROMOTER)  # rollback under the promoter's real permissions, and it sticks
     assert promote(["--task", task, "--rollback", "--tracking-uri", url,
