@@ -32,8 +32,9 @@ def _promote_cfg(world, name: str, **extra):
     from pipelines.ops.store import StoreSettings
 
     gate = extra.pop("gate", GateConfig(min_gain=0.05, resamples=2000))
+    evaluation = extra.pop("eval", EvalSettings(data=str(world["shards"]), parts=1))
     return PromoteConfig(task=world["task"], candidate=_candidate(world, name), gate=gate,
-                         eval=EvalSettings(data=str(world["shards"]), parts=1),
+                         eval=evaluation,
                          store=StoreSettings(tracking_uri=world["uri"]), settle_s=0.5, **extra)
 
 
@@ -302,3 +303,35 @@ def test_new_task_accepts_a_new_class_map_and_records_it(colour_models):
     assert result.promoted, result.table()
     decision = client.download_artifacts(result.scored["candidate"].run_id, "decision.json")
     assert "new task" in json.loads(Path(decision).read_text())["new_task"]
+
+
+def test_evaluation_data_must_be_proven_unseen_per_video(colour_models, tmp_path):
+    import shutil
+
+    from pipelines.ops.evaluate import EvalSettings
+    from pipelines.ops.promote import PromotionRefused, promote
+    from pipelines.ops.unseen import NotProvenUnseen, require_unseen
+    from tsi_model.weights import read_state_dict
+
+    world = colour_models
+    client = _client(world)
+    # the trainer blanks its training-hash tag: nothing reads it, the manifest decides
+    client.set_model_version_tag("ops-colour-candidates", world["versions"]["twin"],
+                                 "tsi.train_dataset_hash", "")
+    on_train = EvalSettings(data=str(world["shards"]), split="train", parts=1)
+    with pytest.raises(PromotionRefused, match="32 videos of the evaluation split .* training "
+                                               "or selection data"):
+        promote(_promote_cfg(world, "twin", eval=on_train, allow_rejected=True))
+    _, meta = read_state_dict(world["exports"]["good"])
+    val: set[str] = set()
+    require_unseen(meta, "good", val, "val")  # disjoint: passes
+    with pytest.raises(NotProvenUnseen, match="names no dataset root"):
+        require_unseen({**meta, "dataset_root": None}, "good", val, "val")
+    moved = tmp_path / "shards"
+    shutil.copytree(world["shards"], moved)
+    with pytest.raises(NotProvenUnseen, match="cannot read the manifest"):
+        require_unseen({**meta, "dataset_root": str(tmp_path / "gone")}, "good", val, "val")
+    (moved / "train" / "manifest.parquet").write_bytes(
+        (moved / "val" / "manifest.parquet").read_bytes())  # another manifest under the name
+    with pytest.raises(NotProvenUnseen, match="does not match"):
+        require_unseen({**meta, "dataset_root": str(moved)}, "good", val, "val")
