@@ -5,9 +5,10 @@
     python -m jobs.grant_access --tracking-uri https://mlflow.example --task tsi-kinetics400 \
         [--trainer tsi-trainer] [--promoter tsi-promoter]
 
-Creates both registered models of the task as the admin, the two users (or updates their
-passwords), and grants: the trainer EDIT on ``{task}-candidates`` and READ on ``{task}``; the
-promoter EDIT on both. Only the promoter can then move ``{task}@champion``. Passwords are read
+Creates both registered models and the experiments of the task as the admin, the two users (or
+updates their passwords), and grants: the trainer EDIT on ``{task}-candidates`` and READ on
+``{task}``, EDIT on the experiments ``{task}`` and ``{task}-evaluation``; the promoter EDIT on
+both registered models and on the experiments ``{task}-promotion`` and ``{task}-nightly``. Only the promoter can then move ``{task}@champion``. Passwords are read
 from the environment (Kubernetes Secrets in the deployment), never from arguments.
 
 Exit status: 0 granted; 1 the server refused or failed; 2 missing input.
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the server's refusal or failure, in one line
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
         return 1
-    print(format_table([{"user": user, "registered model": name, "permission": permission}
+    print(format_table([{"user": user, "resource": name, "permission": permission}
                         for user, models in grants.items() for name, permission in models.items()]))
     return 0
 

@@ -31,6 +31,22 @@ def _formats(world, tmp_path) -> list[Path]:
     return [mp4s[0], mkv, avi]
 
 
+def _candidate_version(world) -> str:
+    from mlflow import MlflowClient
+
+    return str(MlflowClient(world["uri"]).get_model_version_by_alias(
+        "ops-colour-candidates", "candidate").version)
+
+
+def test_a_list_csv_without_header_keeps_its_first_row(tmp_path):
+    from pipelines.ops.predict import list_videos
+
+    for text in ("a.mp4\nb.mp4\n", "path\na.mp4\nb.mp4\n"):
+        listing = tmp_path / "list.csv"
+        listing.write_text(text)
+        assert [Path(r["path"]).name for r in list_videos(str(listing))] == ["a.mp4", "b.mp4"]
+
+
 def test_single_videos_of_several_formats_match_evaluation(colour_models, tmp_path, capsys):
     from jobs.predict import main
     from pipelines.ops.predict import Classifier, predict_videos
@@ -67,6 +83,15 @@ def test_ray_data_batch_job_agrees_with_the_single_video_path_and_the_pyfunc(col
     assert len(rows) == 12
     assert "leaves the list's folder" in rows["escape.mp4"]["error"]
     assert "missing_file" in rows["gone.mp4"]["error"]
+    # a re-run into the same folder replaces its rows; each row names the model it came from
+    model = f"models:/ops-colour-candidates@candidate"
+    code = main(["--model", model, "--tracking-uri", world["uri"], "--list", str(listing),
+                 "--output", str(out), "batch_size=4", "actors=1"])
+    again = pq.read_table(out).to_pylist()
+    assert code == 3 and len(again) == 12 and len({r["path"] for r in again}) == 12
+    version = _candidate_version(world)
+    assert {(r["model"], r["version"], r["alias"]) for r in again} == {
+        ("ops-colour-candidates", version, "candidate")}
     single = predict_videos(Classifier(world["exports"]["good"]), [str(val / n) for n in names])
     for name, one in zip(names, single):
         assert rows[name]["labels"] == list(one.labels) and rows[name]["error"] is None

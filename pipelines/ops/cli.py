@@ -6,7 +6,9 @@ and ``key.sub=value`` overrides, resolved defaults < YAML < flags < overrides. E
 - 0: done (evaluated; promoted; nightly without alarm; predicted);
 - 1: failed unexpectedly (the traceback is in the log above the one-line reason);
 - 2: bad input: configuration, missing data or model, a store that does not answer, a model
-  whose class map or inputs do not fit, evaluation data a model was trained on;
+  whose class map or inputs do not fit, evaluation data a model was trained on (or not proven
+  unseen), a served model whose files do not match their recorded hashes, an identity the server
+  refuses (403: "permission denied for IDENTITY on RESOURCE");
 - 3: a decision the caller must see: the gate said no, a promotion lost a race, a nightly alarm.
 """
 from __future__ import annotations
@@ -83,6 +85,21 @@ def resolve(cls: type[T], args: argparse.Namespace, mapping: Mapping[str, str]) 
     return load_config(cls, args.config, args.overrides, flags=flags)
 
 
+def permission_denied(exc: BaseException) -> str | None:
+    """"permission denied for IDENTITY on RESOURCE" for an MLflow 403, else None."""
+    import os
+    import re
+
+    text = str(exc)
+    if "403" not in text and "PERMISSION_DENIED" not in text:
+        return None
+    endpoint = re.search(r"endpoint (\S+)", text)
+    who = os.environ.get("MLFLOW_TRACKING_USERNAME") or "anonymous"
+    return (f"permission denied for {who} on {endpoint.group(1) if endpoint else 'the request'}"
+            " (the MLflow server answered 403: see docs/registry-and-operations.md for who may "
+            "write what; jobs.grant_access sets it)")
+
+
 def run(body: Callable[[], int]) -> int:
     """Start job logging, run a job body; map the platform's errors to exit codes."""
     from pipelines.evaluation.exported import ClassMapMismatch
@@ -102,6 +119,10 @@ def run(body: Callable[[], int]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DECISION
     except Exception as exc:  # the log holds the traceback; the user gets one line
+        denied = permission_denied(exc)
+        if denied:
+            print(f"error: {denied}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         log.exception("job failed")
         print(f"error: {type(exc).__name__}: {str(exc)[:500]}", file=sys.stderr)
         return EXIT_FAILED

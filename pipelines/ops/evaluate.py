@@ -64,6 +64,7 @@ class EvalSplit:
     classes: tuple[str, ...]
     classes_hash: str
     dataset_hash: str
+    keys: frozenset[str] = field(default=frozenset(), repr=False)  # stored videos (manifest)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def open_eval_split(root: str | None, split: str) -> EvalSplit:
     check_shards(root, split)
     table, keys = manifest.read_split(storage, split)
     return EvalSplit(storage.uri(), split, tuple(list_shards(root, split)), len(keys),
-                     classes.names, classes.digest, manifest.dataset_hash(table, classes.names))
+                     classes.names, classes.digest, manifest.dataset_hash(table, classes.names),
+                     frozenset(keys))
 
 
 def _score_part(checkpoint: bytes, urls: list[str], protocol: str, batch_size: int, rank: int,

@@ -20,7 +20,9 @@ import io
 import logging
 import os
 import posixpath
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,8 @@ def _output_schema() -> Any:
     import pyarrow as pa
 
     return pa.schema([("path", pa.string()), ("labels", pa.list_(pa.string())),
-                      ("probabilities", pa.list_(pa.float64())), ("error", pa.string())])
+                      ("probabilities", pa.list_(pa.float64())), ("error", pa.string()),
+                      ("model", pa.string()), ("version", pa.string()), ("alias", pa.string())])
 
 
 OUTPUT_SCHEMA = _output_schema()
@@ -169,7 +172,13 @@ def list_videos(location: str) -> Iterator[dict[str, str]]:
                 except ValueError as exc:
                     yield {"path": storage.uri(rel), "error": str(exc)}
         return
-    table = pacsv.read_csv(io.BytesIO(read_bytes(location)))
+    raw = read_bytes(location)
+    table = pacsv.read_csv(io.BytesIO(raw))
+    first = table.column_names[0] if table.column_names else ""
+    if "path" not in table.column_names and posixpath.splitext(first)[1].lower() in \
+            VIDEO_EXTENSIONS:  # no header: the first row is a video, not a column name
+        table = pacsv.read_csv(io.BytesIO(raw), read_options=pacsv.ReadOptions(
+            autogenerate_column_names=True))
     column = "path" if "path" in table.column_names else table.column_names[0]
     root = location.rsplit("/", 1)[0] if is_uri(location) else str(Path(location).parent)
     for entry in table.column(column).to_pylist():
@@ -203,8 +212,10 @@ class _Decode:
 class _Predict:
     """Ray Data actor: the model, once per actor, over batches of decoded rows."""
 
-    def __init__(self, checkpoint: bytes, top_k: int, device: str) -> None:
+    def __init__(self, checkpoint: bytes, top_k: int, device: str,
+                 identity: dict[str, str | None]) -> None:
         self.classifier = Classifier(checkpoint, top_k=top_k, device=device)
+        self.identity = identity
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
         import pyarrow as pa
@@ -218,11 +229,38 @@ class _Predict:
             "path": [str(p) for p in batch["path"]],
             "labels": [list(tops[i][0]) if i in tops else [] for i in range(len(errors))],
             "probabilities": [list(tops[i][1]) if i in tops else [] for i in range(len(errors))],
-            "error": [e or None for e in errors]}, schema=OUTPUT_SCHEMA)
+            "error": [e or None for e in errors],
+            **{k: [self.identity.get(k)] * len(errors) for k in ("model", "version", "alias")}},
+            schema=OUTPUT_SCHEMA)
 
 
-def predict_on_ray(cfg: PredictConfig, checkpoint: str, meta: dict[str, Any]) -> dict[str, int]:
-    """The batch-inference job; returns counts of predicted and failed videos."""
+def _fresh_output(output: str) -> str:
+    """Where this run writes: a new sibling folder for a local output (swapped in by
+    :func:`_swap_in` when done, so a re-run replaces the rows instead of adding to them); a
+    remote output must not exist yet (object stores have no atomic rename)."""
+    if is_uri(output):
+        if Storage.open(output).list_files():
+            raise ValueError(f"{output} already holds files: a re-run would duplicate rows; "
+                             "choose a new --output")
+        return output
+    return f"{output.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def _swap_in(written: str, output: str) -> None:
+    if written == output:
+        return
+    target = Path(output)
+    old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        target.rename(old)
+    Path(written).rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def predict_on_ray(cfg: PredictConfig, checkpoint: str, meta: dict[str, Any],
+                   identity: dict[str, str | None] | None = None) -> dict[str, int]:
+    """The batch-inference job; returns counts of predicted and failed videos. Every row names
+    the model, version and alias it was predicted with."""
     from pipelines.cluster import ensure_ray
 
     if not cfg.output:
@@ -238,10 +276,13 @@ def predict_on_ray(cfg: PredictConfig, checkpoint: str, meta: dict[str, Any]) ->
     predicted = decoded.map_batches(
         _Predict, fn_constructor_kwargs={"checkpoint": Path(checkpoint).read_bytes(),
                                          "top_k": cfg.top_k,
-                                         "device": "cuda" if use_gpu else "cpu"},
+                                         "device": "cuda" if use_gpu else "cpu",
+                                         "identity": identity or {}},
         batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=cfg.actors),
         num_cpus=cfg.cpus_per_actor, num_gpus=1 if use_gpu else 0, batch_format="numpy")
-    predicted.write_parquet(cfg.output)
+    written = _fresh_output(cfg.output)
+    predicted.write_parquet(written)
+    _swap_in(written, cfg.output)
     errors = ray.data.read_parquet(cfg.output, columns=["error"]).to_arrow_refs()
     column = [value for ref in errors for value in ray.get(ref).column("error").to_pylist()]
     return {"videos": len(column), "failed": sum(value is not None for value in column)}
@@ -249,7 +290,7 @@ def predict_on_ray(cfg: PredictConfig, checkpoint: str, meta: dict[str, Any]) ->
 
 def run_predict(cfg: PredictConfig) -> list[VideoPrediction] | dict[str, int]:
     """``jobs.predict``: the named videos in process, or the list on Ray Data."""
-    from pipelines.ops.models import resolve_model
+    from pipelines.ops.models import parse_registry_uri, resolve_model
     from pipelines.ops.store import open_store
 
     if not cfg.model:
@@ -262,5 +303,8 @@ def run_predict(cfg: PredictConfig) -> list[VideoPrediction] | dict[str, int]:
     else:
         ref = resolve_model(cfg.model, None, "")
     if cfg.list:
-        return predict_on_ray(cfg, ref.checkpoint, ref.meta)
+        parsed = parse_registry_uri(cfg.model)
+        identity = {"model": ref.name or ref.checkpoint, "version": ref.version,
+                    "alias": parsed[1] if parsed else None}
+        return predict_on_ray(cfg, ref.checkpoint, ref.meta, identity)
     return predict_videos(Classifier(ref.checkpoint, top_k=cfg.top_k), list(cfg.videos))

@@ -9,7 +9,12 @@ Per task (``registry``'s layout), run by an admin before any training:
 - the **promotion** identity (promotion, rollback and nightly jobs) gets EDIT on ``{task}``
   (copied versions, ``champion``/``previous-champion``, the lease tag) and on
   ``{task}-candidates`` (the decision tags it writes on candidate versions);
-- anonymous requests get nothing: the basic-auth app answers 401 without credentials.
+- anonymous requests get nothing: the basic-auth app answers 401 without credentials;
+- the experiments are created by the admin too: the trainer gets EDIT on ``{task}`` (training
+  runs) and ``{task}-evaluation`` (``jobs.evaluate``), the promoter EDIT on ``{task}-promotion``
+  (its evaluation runs, decisions and the served models' files) and ``{task}-nightly``. With the
+  server's ``default_permission = READ`` each reads the other's but writes only its own: the
+  files of a served model are in no experiment the trainer can write.
 
 Users are created when missing; an existing user's password is updated (so a rotated Kubernetes
 Secret takes effect by re-running this). Passwords come from the environment, never from files
@@ -21,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.tracking.backend import ensure_experiment
 from pipelines.tracking.registry import candidates_name, ensure_registered_model, production_name
 
 log = logging.getLogger("tsi.tracking")
@@ -47,7 +53,8 @@ def _ensure_user(auth: Any, who: Identity) -> None:
 
 def grant_task_access(tracking_uri: str, task: str, trainer: Identity, promoter: Identity
                       ) -> dict[str, dict[str, str]]:
-    """Create users and both registered models, grant as above; returns who has what.
+    """Create users, both registered models and the experiments, grant as above; returns who
+    has what (``{user: {"registered model NAME" | "experiment NAME": permission}}``).
 
     Must run with admin credentials in ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``.
     """
@@ -65,9 +72,18 @@ def grant_task_access(tracking_uri: str, task: str, trainer: Identity, promoter:
                             f"Every finished training run of {task} (alias candidate).")
     ensure_registered_model(client, production,
                             f"Production model of {task}; only promotion writes here.")
-    grants = {trainer.username: {candidates: "EDIT", production: "READ"},
+    experiments = {name: ensure_experiment(client, name, None) for name in (
+        task, f"{task}-evaluation", f"{task}-promotion", f"{task}-nightly")}
+    models = {trainer.username: {candidates: "EDIT", production: "READ"},
               promoter.username: {candidates: "EDIT", production: "EDIT"}}
-    for username, models in grants.items():
-        for name, permission in models.items():
+    runs = {trainer.username: {task: "EDIT", f"{task}-evaluation": "EDIT"},
+            promoter.username: {f"{task}-promotion": "EDIT", f"{task}-nightly": "EDIT"}}
+    grants: dict[str, dict[str, str]] = {}
+    for username in models:
+        for name, permission in models[username].items():
             auth.grant_user_permission(username, "registered_model", name, permission)
+            grants.setdefault(username, {})[f"registered model {name}"] = permission
+        for name, permission in runs[username].items():
+            auth.grant_user_permission(username, "experiment", experiments[name], permission)
+            grants[username][f"experiment {name}"] = permission
     return grants

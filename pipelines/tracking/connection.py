@@ -22,6 +22,10 @@ class TrackingUnavailable(RuntimeError):
     """The tracking server or store cannot be reached (the message says which and how long)."""
 
 
+class TrackingPermissionDenied(TrackingUnavailable):
+    """The server answers but refuses these credentials (401/403): not an outage; do not wait."""
+
+
 @dataclass(frozen=True)
 class Store:
     """A resolved tracking store: its URI and, for local stores, where artifacts go."""
@@ -96,6 +100,10 @@ def probe(store: Store, timeout_s: float) -> None:
             MlflowClient(tracking_uri=store.uri).search_experiments(max_results=1)
     except Exception as exc:  # connection refused, timeout, auth, a corrupt sqlite file
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        if "error code 401" in str(exc) or "error code 403" in str(exc):
+            raise TrackingPermissionDenied(f"MLflow tracking store {store.uri} refused the credentials "
+                                  f"of {os.environ.get('MLFLOW_TRACKING_USERNAME') or 'anonymous'}"
+                                  f" ({reason})") from None
         raise TrackingUnavailable(
             f"MLflow tracking store {store.uri} did not answer within {timeout_s:g} s "
             f"({reason}); start it or set tracking.uri / MLFLOW_TRACKING_URI") from None

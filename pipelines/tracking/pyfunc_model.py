@@ -32,7 +32,8 @@ class TSIVideoClassifier(mlflow.pyfunc.PythonModel):
         require_ffmpeg()
         path = context.artifacts["checkpoint"]
         _, meta = read_state_dict(path)
-        self.model = build_from_checkpoint(path).eval()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = build_from_checkpoint(path).eval().to(self.device)
         self.classes = list(meta["classes"])
         self.clip = ClipSettings.from_dict(meta["clip"])
         self.options = decode_options(meta.get("media") or {})
@@ -55,12 +56,12 @@ class TSIVideoClassifier(mlflow.pyfunc.PythonModel):
         out = []
         for item in self._items(model_input):
             try:
-                views = torch.from_numpy(clip_views(item, self.clip, self.options))
+                views = torch.from_numpy(clip_views(item, self.clip, self.options)).to(self.device)
             except (VideoInputError, OSError) as exc:
                 out.append({"labels": [], "probabilities": [], "error": str(exc)})
                 continue
             probs = torch.softmax(self.model(normalize_clip(views)).float(), dim=1).mean(dim=0)
-            values, indices = probs.topk(min(top_k, len(self.classes)))
+            values, indices = probs.cpu().topk(min(top_k, len(self.classes)))
             out.append({"labels": [self.classes[i] for i in indices.tolist()],
                         "probabilities": [round(float(v), 6) for v in values], "error": None})
         return out

@@ -22,8 +22,11 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 INPUT_TAGS = ("tsi.classes_hash", "tsi.clip", "tsi.media")
 
 
+CANDIDATES_SUFFIX = "-candidates"
+
+
 def candidates_name(task: str) -> str:
-    return f"{task}-candidates"
+    return f"{task}{CANDIDATES_SUFFIX}"
 
 
 def production_name(task: str) -> str:
@@ -94,11 +97,21 @@ def pip_requirements() -> list[str]:
     return pins
 
 
+def model_signature() -> Any:
+    """Params only (``top_k``): without a params schema MLflow drops ``params`` before
+    ``predict`` sees them. No input schema: inputs are paths, bytes or base64 strings, which no
+    single column type describes."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    return ModelSignature(inputs=None, params=ParamSchema([ParamSpec("top_k", "long", 5)]))
+
+
 def log_packaged_model(export_path: str | Path) -> Any:
     """Log the pyfunc (models-from-code) under the active run; returns MLflow's model info."""
     import mlflow
 
-    return mlflow.pyfunc.log_model(
+    return mlflow.pyfunc.log_model(signature=model_signature(),
         name="model", python_model=str(MODEL_FILE),
         artifacts={"checkpoint": str(export_path)},
         code_paths=[str(PACKAGE_ROOT / "tsi_model"), str(PACKAGE_ROOT / "pipelines")],
