@@ -87,3 +87,20 @@ def test_a_partial_override_refines_the_fields_own_default():
     cfg = load_config(DemoConfig, None, ["synthetic.height=32"])
     assert cfg.synthetic.height == 32 and cfg.synthetic.splits == ("train", "eval")
     assert cfg.synthetic.videos_per_class == DemoConfig().synthetic.videos_per_class
+
+
+def test_large_datasets_get_at_least_256_shards_when_the_shard_size_is_automatic():
+    from pipelines.preprocess.config import resolve_config
+    from pipelines.preprocess.plan import MIN_SHARDS, MIN_VIDEOS_PER_SHARD, videos_per_shard_for
+
+    auto = resolve_config(None, {})
+    by_size = auto.videos_per_shard()
+    assert by_size > MIN_VIDEOS_PER_SHARD  # ~256 Kinetics clips per 768 MB shard
+    videos = 240_000  # Kinetics-400 train
+    per_shard = auto.videos_per_shard(videos)
+    assert -(-videos // per_shard) >= MIN_SHARDS and per_shard == videos_per_shard_for(
+        videos, by_size)
+    small = MIN_SHARDS * MIN_VIDEOS_PER_SHARD - 1  # below the threshold: the byte target rules
+    assert auto.videos_per_shard(small) == by_size
+    fixed = resolve_config(None, {"sharding": {"videos_per_shard": 1000}})
+    assert fixed.videos_per_shard(videos) == 1000  # an explicit size is kept

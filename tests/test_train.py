@@ -148,3 +148,15 @@ def test_a_failed_export_check_keeps_the_export_records_why_and_exits_3(syntheti
     assert (run / "model.pt").is_file()  # kept for inspection
     check = json.loads((run / "export_check_failed.json").read_text())
     assert check["max_abs_diff"] == pytest.approx(1.0, abs=1e-4) and check["dtype"] == "float32"
+
+
+def test_the_scaled_warmup_applies_only_past_the_reference_batch():
+    from pipelines.train.schedule import warmup_epochs
+
+    optim = OptimConfig(lr=0.01, reference_batch=64, scaled_warmup_epochs=5)
+    assert warmup_epochs(optim, scaled_lr(optim, 64)) == 0.0  # the paper's 8 GPUs x 8
+    assert warmup_epochs(optim, scaled_lr(optim, 512)) == 5.0  # 64 GPUs
+    assert lr_at(optim, 0, 100, 50, 0.08) == pytest.approx(0.08 / 500)
+    assert lr_at(optim, 0, 100, 50, 0.01) == pytest.approx(0.01)
+    cfg = resolve_config(Path(__file__).parents[1] / "jobs/configs/train/kinetics400_tsi_8f.yaml")
+    assert cfg.optim.scaled_warmup_epochs == 5 and cfg.data.eval_loader_workers == 8

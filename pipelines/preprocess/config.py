@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pipelines.config import load_config
 from pipelines.media.decode import DecodeOptions
-from pipelines.preprocess.plan import TARGET_SHARD_BYTES, default_videos_per_shard
+from pipelines.preprocess.plan import (
+    TARGET_SHARD_BYTES, default_videos_per_shard, videos_per_shard_for,
+)
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,15 @@ class PreprocessConfig:
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
-    def videos_per_shard(self) -> int:
+    def videos_per_shard(self, videos: int = 0) -> int:
+        """The configured shard size, else the byte target's, capped so ``videos`` videos make
+        at least ``MIN_SHARDS`` shards when there are enough of them (``plan.py``)."""
         if self.sharding.videos_per_shard is not None:
             return self.sharding.videos_per_shard
-        return default_videos_per_shard(
+        return videos_per_shard_for(videos, default_videos_per_shard(
             self.media.mode, self.media.fps_cap, self.sharding.target_shard_bytes,
             self.sharding.bytes_per_video,
-        )
+        ))
 
     def missing(self) -> list[str]:
         """Required settings still unset (format, annotations, videos, output)."""

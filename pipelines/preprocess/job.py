@@ -34,7 +34,8 @@ from pipelines.preprocess.lock import OutputLock, OutputLocked
 from pipelines.preprocess.preflight import check_config
 from pipelines.preprocess.reasons import KEY_COLLISION, SAME_FILE, SHARD_FAILED
 from pipelines.preprocess.plan import (
-    PlannedSample, ShardSpec, plan_fingerprint, plan_shards, record_sample,
+    MIN_SHARDS, MIN_VIDEOS_PER_SHARD, PlannedSample, ShardSpec, plan_fingerprint, plan_shards,
+    record_sample,
 )
 from pipelines.preprocess.resume import check_plan, remove_temp_files, resume_state, write_plan
 from pipelines.preprocess.runner import run_tasks
@@ -58,6 +59,7 @@ class SplitSummary:
     stats: dict[str, Any] = field(default_factory=dict)
     manifest: str = ""
     seconds: float = 0.0
+    shard_note: str = ""  # why the shard size is what it is, when the job chose it
 
 
 @dataclass
@@ -87,6 +89,8 @@ class JobSummary:
                 f"{len(s.failed)} failed); {st.get('stored_bytes', 0) / 1e6:.1f} MB stored; "
                 f"manifest {s.manifest}"
             )
+            if s.shard_note:
+                lines.append(f"  {s.shard_note}")
             for reason, count in (st.get("rejected_by_reason") or {}).items():
                 lines.append(f"  rejected {reason:<20} {count}")
             for shard, error in s.failed.items():
@@ -243,7 +247,8 @@ def _split_stats(
     stats.update({
         "dataset": cfg.dataset, "split": split, "format_version": contract.FORMAT_VERSION,
         "mode": cfg.media.mode, "media": dataclasses.asdict(cfg.media),
-        "videos_per_shard": cfg.videos_per_shard(), "planned_shards": len(plan),
+        "videos_per_shard": max((len(spec.samples) for spec in plan), default=0),
+        "planned_shards": len(plan),
         "shards_skipped": len(complete), "shards_written": len(reports),
         "shards_failed": sorted(failures), "classes_sha256": classes.digest,
         "plan_fingerprint": fingerprint, "wall_seconds": round(seconds, 3),
@@ -263,7 +268,8 @@ def _run_split(
 ) -> SplitSummary:
     began = time.perf_counter()
     samples, extra = _samples(annotations, classes, files, videos)
-    plan = plan_shards(samples, cfg.videos_per_shard(), cfg.sharding.seed) if samples else []
+    per_shard = cfg.videos_per_shard(len(samples))
+    plan = plan_shards(samples, per_shard, cfg.sharding.seed) if samples else []
     settings = _settings(cfg, classes)
     fingerprint = plan_fingerprint(plan, settings)
     check_plan(output, split, fingerprint, cfg.overwrite)
@@ -271,8 +277,12 @@ def _run_split(
     complete, stale = resume_state(output, split, plan)
     summary = SplitSummary(split=split, shards=len(plan), removed_temp_files=stale,
                            skipped=sorted(complete))
+    if cfg.sharding.videos_per_shard is None and len(samples) >= MIN_SHARDS * MIN_VIDEOS_PER_SHARD:
+        summary.shard_note = (f"{per_shard} videos per shard: at least {MIN_SHARDS} shards for "
+                              f"{len(samples)} videos, so training readers get shards of their "
+                              "own")
     log.info("split %s: %d videos in %d shards (%d videos/shard); %d already complete%s",
-             split, len(samples), len(plan), cfg.videos_per_shard(), len(complete),
+             split, len(samples), len(plan), per_shard, len(complete),
              f"; removed {len(stale)} stale temp files" if stale else "")
     for name in sorted(complete):
         log.info("%s/%s complete, skipping", split, name)

@@ -22,6 +22,12 @@ from pipelines.shards.contract import shard_name
 # JPEG q90 at 8 fps ~3.0 MB, H.264 all-intra at 8 fps ~0.96 MB.
 BYTES_PER_VIDEO = {"jpeg": 3.0e6, "h264": 1.0e6}
 TARGET_SHARD_BYTES = 768 * 2**20
+# Enough shards for a training cluster's readers (e.g. 8 nodes x 8 GPUs x 4 loader workers):
+# a dataset of at least MIN_SHARDS x MIN_VIDEOS_PER_SHARD videos gets at least MIN_SHARDS shards
+# when the shard size is chosen automatically (the loader splits fewer shards inside, at the
+# cost of readers skipping through shared tars).
+MIN_SHARDS = 256
+MIN_VIDEOS_PER_SHARD = 64
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,14 @@ def default_videos_per_shard(
     if bytes_per_video is None:
         bytes_per_video = BYTES_PER_VIDEO[mode] * ((fps_cap or 12.0) / 8.0)
     return max(1, int(target_bytes // bytes_per_video))
+
+
+def videos_per_shard_for(videos: int, by_size: int) -> int:
+    """The automatic shard size for ``videos``: ``by_size`` (from the byte target), made smaller
+    so a dataset of at least ``MIN_SHARDS x MIN_VIDEOS_PER_SHARD`` videos gets ``MIN_SHARDS``."""
+    if videos >= MIN_SHARDS * MIN_VIDEOS_PER_SHARD:
+        return max(1, min(by_size, math.ceil(videos / MIN_SHARDS)))
+    return by_size
 
 
 def plan_shards(

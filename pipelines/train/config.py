@@ -90,7 +90,10 @@ class OptimConfig:
 
     ``lr`` is the rate for a global batch of ``reference_batch`` clips (the paper's 8 GPUs × 8);
     the trainer uses ``lr * global_batch / reference_batch``. ``head_lr_mult`` multiplies the
-    classifier's rate (a new head when fine-tuning). ``warmup_epochs`` ramps linearly from 0.
+    classifier's rate (a new head when fine-tuning). ``warmup_epochs`` ramps linearly from 0;
+    ``scaled_warmup_epochs`` ramps only when the global batch is larger than ``reference_batch``
+    (the linear scaling rule's warm-up, Goyal et al. 2017: the paper's 8 GPUs run without one, 64
+    GPUs at 8x the rate start with it).
     ``decay_norm_and_bias``: weight decay on biases and normalisation weights too (the paper's
     plain SGD decays every parameter); off exempts them.
     ``grad_accum`` micro-batches make one optimiser step; an epoch runs whole steps only.
@@ -105,6 +108,7 @@ class OptimConfig:
     milestones: tuple[float, ...] = (30, 40, 45)
     gamma: float = 0.1
     warmup_epochs: float = 0.0
+    scaled_warmup_epochs: float = 0.0
     head_lr_mult: float = 1.0
     grad_clip: float | None = 20.0
     grad_accum: int = 1

@@ -16,11 +16,17 @@ def scaled_lr(optim: OptimConfig, global_batch: int) -> float:
     return optim.lr * global_batch / optim.reference_batch
 
 
+def warmup_epochs(optim: OptimConfig, base_lr: float) -> float:
+    """``warmup_epochs``, or ``scaled_warmup_epochs`` when the rate was scaled up past ``lr``."""
+    scaled = base_lr > optim.lr * (1 + 1e-9)
+    return max(optim.warmup_epochs, optim.scaled_warmup_epochs if scaled else 0.0)
+
+
 def lr_at(optim: OptimConfig, step: int, steps_per_epoch: int, epochs: int,
           base_lr: float) -> float:
     """Rate for optimiser step ``step`` (0-based) of a run of ``epochs`` × ``steps_per_epoch``."""
     epoch = step / steps_per_epoch
-    warmup = optim.warmup_epochs
+    warmup = warmup_epochs(optim, base_lr)
     if warmup > 0 and epoch < warmup:
         return base_lr * (step + 1) / (warmup * steps_per_epoch)
     if optim.schedule == "step":
