@@ -100,11 +100,11 @@ def test_nothing_points_outside_the_repository():
     assert not hits, hits
 
 
-def test_readme_documents_every_reason_and_exit_status():
+def test_the_preprocessing_doc_documents_every_reason_and_exit_status():
     from jobs import preprocess
     from pipelines.preprocess.reasons import ALL_REASONS
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "preprocessing.md").read_text()
     table = re.findall(r"^\s*\| `([a-z_]+)` \| (?:reader|media|job)", readme, flags=re.M)
     assert sorted(table) == sorted(ALL_REASONS), set(table) ^ set(ALL_REASONS)
     for code in (preprocess.EXIT_OK, preprocess.EXIT_SHARD_FAILED, preprocess.EXIT_BAD_INPUT,
