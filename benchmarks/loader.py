@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import random
@@ -225,6 +226,27 @@ def eval_pass(urls: list[str], clip: ClipSettings, protocol: str, workers: int) 
     return {"videos_per_s": videos / (time.perf_counter() - began), "videos": videos}
 
 
+def markdown_table(payload: dict[str, Any]) -> str:
+    """The result's rows as the Markdown table ``docs/benchmarks.md`` shows, with the load."""
+    columns = ["measurement", "clips/s", "clips/cpu-s", "vs floor (cpu)", "vs floor (wall)",
+               "first batch s"]
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in payload["rows"]]
+    before, after = (payload[k]["loadavg_1_5_15"] for k in ("machine_before", "machine_after"))
+    rounds = ", ".join(f"{r['load_1min']:.1f}" for r in payload["rounds"])
+    lines.append(f"\n{payload['machine_before']['time_utc']}, {payload['machine_before']['cpus']}"
+                 f" cores; load average (1/5/15 min) {before[0]:.1f}/{before[1]:.1f}/"
+                 f"{before[2]:.1f} before, {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} after; "
+                 f"1-min load at each round's start: {rounds}. Medians over "
+                 f"{len(payload['rounds'])} interleaved rounds; ratios are per round, then the "
+                 "median.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,7 +262,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--shuffle-buffer", type=int, default=256)
     parser.add_argument("--output", default="loader")
+    parser.add_argument("--markdown", metavar="RESULT_JSON",
+                        help="print a result file's table as Markdown (for docs/benchmarks.md) "
+                             "and exit; runs nothing")
     args = parser.parse_args(argv)
+    if args.markdown:
+        payload = json.loads(Path(args.markdown).read_text())
+        print(markdown_table(payload))
+        return payload
     args.width, args.height = (int(v) for v in args.size.split("x"))
     clip = ClipSettings()  # the paper's: 8 x 224², resize 256, multi-scale corner crops, flip
 
@@ -307,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{evals['10x3']['videos_per_s']:.1f} videos/s")
     payload = {
         "benchmark": "loader",
-        "settings": {k: v for k, v in vars(args).items()},
+        "settings": {k: v for k, v in vars(args).items() if k != "markdown"},
         "clip": clip.to_dict(),
         "dataset": {k: v for k, v in data.items() if k not in ("urls", "mp4s")}
         | {"videos": args.videos, "build_s": build_s},
