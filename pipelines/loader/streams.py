@@ -372,7 +372,8 @@ def train_batches(urls: Sequence[str], clip: ClipSettings, *, batch_size: int,
     ``label_swap`` maps a label to its mirror class when a clip is flipped; it is required when
     ``clip.flip_label_swap`` names pairs (see :func:`pipelines.loader.clips.label_swap_indices`).
     Each reader fills its ``shuffle_buffer`` (clips' sampled frames, still JPEG: ~0.2 MB each
-    at 8 frames of 340x256, read but not decoded) before its first batch. ``num_workers=0`` decodes in this process, with this process's torch threads.
+    at 8 frames of 340x256, read but not decoded) before its first batch. ``num_workers=0``
+    decodes in this process, with this process's torch threads.
     The result has ``len()`` and its :class:`EpochPlan` (``.plan``); iterating it again replays
     the same epoch.
     """
