@@ -10,21 +10,25 @@ baseline). Then measures in one run, interleaved round by round so machine load 
   augmentation, in this process (one core);
 - train: ``train_batches`` (8 x 224², multi-scale crop, corner offsets, flip, uint8
   ``(N, T, 3, H, W)``) in this process (``num_workers=0``) and with 1 and 2 DataLoader workers:
-  clips/s from the first batch on (the shuffle-buffer fill before it is reported apart), per
-  worker, per CPU second of the processes doing the work, and both as a ratio to the floor of
-  the same round (the CPU ratio is the one load on a shared machine disturbs least);
+  clips/s over the whole epoch (the first batch's wait, the shuffle-buffer fill, is also
+  reported apart), per worker, per CPU second of the processes doing the work, and both as a
+  ratio to the floor of the same round (the CPU ratio is the one load on a shared machine
+  disturbs least). Whole epochs, because an epoch is a fixed set of videos: timing from the
+  first batch would leave out the clips decoded into the shuffle buffer before it;
 - ffmpeg: the 8 sampled frames of each mp4 with one ``select`` filter command per clip;
 - augment: the crop+resize step alone, torch uint8 antialiased bilinear (what the loader uses)
   against ``PIL.Image.resize(BILINEAR, box=...)``, on the same boxes, and their largest pixel
   difference; and one pass of ``eval_batches`` with the 1x1 and 10x3 protocols.
 
-Targets (training issue): >= 100 clips/s per worker core and >= 0.8 of the floor. Results: a
+Targets: >= 0.85 of the floor per CPU second (the acceptance figure); >= 100 clips per CPU
+second (for information: on busy shared cores it moves with the load). Results: a
 table on stdout and ``benchmarks/results/loader.json`` with the load average before and after.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import random
@@ -45,7 +49,7 @@ from PIL import Image
 from benchmarks.common import format_table, machine_state, write_result
 from pipelines.loader.augment import crop_resize, train_crop_box
 from pipelines.loader.clips import ClipSettings
-from pipelines.loader.decode import read_frames, stored_frame_count
+from pipelines.loader.decode import decode_picked, pick_frames, read_frames, stored_frame_count
 from pipelines.loader.sampling import segment_indices
 from pipelines.loader.streams import eval_batches, train_batches
 from pipelines.shards import contract
@@ -95,13 +99,17 @@ def build_dataset(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def decode_floor(urls: list[str], clip: ClipSettings, clips: int, seed: int) -> dict[str, float]:
-    """Read + sample + decode, nothing else, until ``clips`` clips (cycling the shards)."""
+    """Read + sample + decode, nothing else, until ``clips`` clips (cycling the shards): the
+    loader's own cut and decode (``pick_frames``, ``decode_picked``), so it gains what they gain."""
     rng, done = random.Random(seed), 0
+
+    def sampler(count: int) -> list[int]:
+        return segment_indices(count, clip.frames, rng=rng)[0]
+
     cpu, began = time.process_time(), time.perf_counter()
     while done < clips:
         for sample in open_shards(urls):
-            index = segment_indices(stored_frame_count(sample), clip.frames, rng=rng)[0]
-            read_frames(sample, index)
+            decode_picked(pick_frames(sample, sampler))
             done += 1
             if done == clips:
                 break
@@ -123,38 +131,39 @@ def _workers_cpu() -> float:
 
 def train_loader(urls: list[str], clip: ClipSettings, workers: int, batches: int, batch: int,
                  epoch: int, shuffle_buffer: int) -> dict[str, float]:
-    """``train_batches`` on one rank, measured from its first batch to its last.
+    """One epoch of ``train_batches`` on one rank (``batches`` batches), measured whole.
 
-    Before the first batch the shuffle buffer fills (reported as ``first_batch_s``); after it,
-    each batch out is one batch of new clips decoded, so the window's clips over the window's
-    wall time and over the CPU time of the processes doing the work (the workers, or this
-    process with ``workers=0``) are the steady rates.
+    CPU time is that of the processes doing the work: this process with ``workers=0``, else
+    the workers (sampled at the last batch, while they still run; from their start, so their
+    start-up counts too). The wait for the first batch (the shuffle-buffer fill) is reported
+    apart as ``first_batch_s``.
     """
-    began = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what a DataLoader worker runs with (matters for workers=0)
+    began, cpu0 = time.perf_counter(), time.process_time()
     stream = train_batches(urls, clip, batch_size=batch, batches=batches, rank=0, world_size=1,
                            seed=0, epoch=epoch, num_workers=workers,
                            shuffle_buffer=shuffle_buffer)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what a DataLoader worker runs with (matters for workers=0)
-    count, first, end, cpu0, cpu = 0, 0.0, 0.0, 0.0, 0.0
+    count, first, end, cpu = 0, 0.0, 0.0, 0.0
     try:
-        for clips, _labels in stream:
+        for clips, _labels, _keys in stream:
             assert clips.dtype == torch.uint8 and clips.is_contiguous()
             assert clips.shape[1:] == (clip.frames, 3, clip.size, clip.size)
             count += 1
-            if count in (1, batches):  # sampled while the workers still run
-                now, used = time.perf_counter(), _workers_cpu() if workers else time.process_time()
-                first, cpu0 = (now, used) if count == 1 else (first, cpu0)
-                end, cpu = now, used - cpu0
+            if count == 1:
+                first = time.perf_counter()
+            if count == batches:  # sampled while the workers still run
+                end = time.perf_counter()
+                cpu = _workers_cpu() if workers else time.process_time() - cpu0
     finally:
         torch.set_num_threads(threads)
     assert count == batches
     del stream
     gc.collect()  # workers are joined here, not during the next measurement
-    window = (batches - 1) * batch
-    return {"clips_per_s": window / (end - first),
-            "clips_per_s_per_worker": window / (end - first) / max(1, workers),
-            "clips_per_cpu_s": window / cpu, "first_batch_s": first - began}
+    clips_done = batches * batch
+    return {"clips_per_s": clips_done / (end - began),
+            "clips_per_s_per_worker": clips_done / (end - began) / max(1, workers),
+            "clips_per_cpu_s": clips_done / cpu, "first_batch_s": first - began}
 
 
 def ffmpeg_select(paths: list[Path], clip: ClipSettings, frames: int, width: int, height: int,
@@ -217,6 +226,27 @@ def eval_pass(urls: list[str], clip: ClipSettings, protocol: str, workers: int) 
     return {"videos_per_s": videos / (time.perf_counter() - began), "videos": videos}
 
 
+def markdown_table(payload: dict[str, Any]) -> str:
+    """The result's rows as the Markdown table ``docs/benchmarks.md`` shows, with the load."""
+    columns = ["measurement", "clips/s", "clips/cpu-s", "vs floor (cpu)", "vs floor (wall)",
+               "first batch s"]
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in payload["rows"]]
+    before, after = (payload[k]["loadavg_1_5_15"] for k in ("machine_before", "machine_after"))
+    rounds = ", ".join(f"{r['load_1min']:.1f}" for r in payload["rounds"])
+    lines.append(f"\n{payload['machine_before']['time_utc']}, {payload['machine_before']['cpus']}"
+                 f" cores; load average (1/5/15 min) {before[0]:.1f}/{before[1]:.1f}/"
+                 f"{before[2]:.1f} before, {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} after; "
+                 f"1-min load at each round's start: {rounds}. Medians over "
+                 f"{len(payload['rounds'])} interleaved rounds; ratios are per round, then the "
+                 "median.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,7 +262,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--shuffle-buffer", type=int, default=256)
     parser.add_argument("--output", default="loader")
+    parser.add_argument("--markdown", metavar="RESULT_JSON",
+                        help="print a result file's table as Markdown (for docs/benchmarks.md) "
+                             "and exit; runs nothing")
     args = parser.parse_args(argv)
+    if args.markdown:
+        payload = json.loads(Path(args.markdown).read_text())
+        print(markdown_table(payload))
+        return payload
     args.width, args.height = (int(v) for v in args.size.split("x"))
     clip = ClipSettings()  # the paper's: 8 x 224², resize 256, multi-scale corner crops, flip
 
@@ -299,11 +336,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{evals['10x3']['videos_per_s']:.1f} videos/s")
     payload = {
         "benchmark": "loader",
-        "settings": {k: v for k, v in vars(args).items()},
+        "settings": {k: v for k, v in vars(args).items() if k != "markdown"},
         "clip": clip.to_dict(),
         "dataset": {k: v for k, v in data.items() if k not in ("urls", "mp4s")}
         | {"videos": args.videos, "build_s": build_s},
-        "targets": {"clips_per_s_per_worker_core": 100, "ratio_to_floor": 0.8},
+        "targets": {"ratio_to_floor_cpu": 0.85, "clips_per_cpu_s": 100},
         "machine_before": state_before,
         "machine_after": machine_state(),
         "rows": rows,

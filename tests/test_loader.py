@@ -31,7 +31,7 @@ from pipelines.loader.augment import (
     train_transform,
 )
 from pipelines.loader.clips import ClipSettings, label_swap_indices
-from pipelines.loader.decode import read_frames, stored_frame_count
+from pipelines.loader.decode import decode_picked, pick_frames, read_frames, stored_frame_count
 from pipelines.loader.sampling import PROTOCOLS, segment_indices
 from pipelines.loader.selection import SelectionFilter, in_selection, key_position
 from pipelines.loader.streams import (
@@ -211,6 +211,29 @@ def test_read_frames_decodes_picked_frames_once_and_repeats(tmp_path):
     assert stored_frame_count(sample) == 4
     all_frames = read_frames(sample, [0, 1, 2, 3])
     assert np.array_equal(read_frames(sample, [2, 2, 0]), all_frames[[2, 2, 0]])
+
+
+def test_pick_frames_keeps_only_the_sampled_jpegs_and_decodes_them_as_before(tmp_path):
+    """What the shuffle buffer holds: the sampled frames' JPEG bytes, nothing else; decoded,
+    the same pixels as the shard reader's decode of those frames."""
+    import msgpack
+
+    from pipelines.shards.reader import decode_frames, open_shards
+
+    urls, _ = write_shards(tmp_path, [1], count=6)
+    (sample,) = list(open_shards(urls))
+    stored = msgpack.unpackb(sample[contract.FRAMES], raw=False)
+    picked = pick_frames(sample, lambda count: [count - 1, 1, 1])
+    assert (picked.unique, picked.order, picked.video) == ((1, 5), (1, 0, 0), None)
+    assert picked.jpegs == (stored[1], stored[5])
+    assert np.array_equal(decode_picked(picked),
+                          decode_frames(sample[contract.FRAMES], [5, 1, 1]))
+    with pytest.raises(IndexError, match="stores 6"):
+        pick_frames(sample, lambda count: [count])
+    mixed = encode_sample("m", {"num_frames": 2}, 0,
+                          frames=_frames(0, 1) + _frames(1, 1, height=16))
+    with pytest.raises(ValueError, match="one frame size"):
+        read_frames(mixed, [0, 1])
 
 
 def _has_pyav() -> bool:

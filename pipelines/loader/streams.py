@@ -46,7 +46,7 @@ from pipelines.loader.augment import (
     train_params,
 )
 from pipelines.loader.clips import ClipSettings
-from pipelines.loader.decode import read_frames, stored_frame_count
+from pipelines.loader.decode import PickedFrames, decode_picked, pick_frames
 from pipelines.loader.sampling import protocol_views, segment_indices
 from pipelines.loader.selection import SelectionFilter, in_selection
 from pipelines.loader.views import eval_views
@@ -275,24 +275,24 @@ class _TrainSamples(IterableDataset):
 
 @dataclass(frozen=True)
 class _TrainClips:
-    """Raw samples -> (uint8 (T, S, S, 3) resampled clip, flipped, label, key).
+    """Raw samples -> (the TSN-sampled frames, still JPEG, label, key).
 
-    The layout copy to ``(T, 3, S, S)`` (with the flip) is left to the batcher, which writes it
-    straight into the shared-memory batch: one copy per clip after the resample, not two.
+    Decoding waits for the batcher, after the shuffle buffer: the buffer holds ~0.2 MB of JPEG
+    per clip (8 frames), and each clip is decoded, cropped and laid out while it is in cache.
     """
 
     plan: _TrainPlan
 
     def __call__(self, samples: Iterable[dict[str, Any]]
-                 ) -> Iterator[tuple[np.ndarray, bool, int, str]]:
-        p, clip = self.plan, self.plan.clip
-        rng = p.rng(_worker()[0], "augment")
+                 ) -> Iterator[tuple[PickedFrames, int, str]]:
+        frames = self.plan.clip.frames
+        rng = self.plan.rng(_worker()[0], "frames")
+
+        def sampler(count: int) -> list[int]:
+            return segment_indices(count, frames, rng=rng)[0]
+
         for sample in samples:
-            index = segment_indices(stored_frame_count(sample), clip.frames, rng=rng)[0]
-            frames = read_frames(sample, index)
-            box, flipped = train_params(frames.shape[2], frames.shape[1], clip, rng)
-            yield (resample(frames, box, clip.size), flipped,
-                   flipped_label(sample_label(sample), flipped, p.label_swap), sample["__key__"])
+            yield pick_frames(sample, sampler), sample_label(sample), sample["__key__"]
 
 
 @dataclass(frozen=True)
@@ -317,22 +317,29 @@ class TrainBatch(NamedTuple):
 
 @dataclass(frozen=True)
 class _TrainBatches:
-    batch_size: int
+    """(picked frames, label, key) -> :class:`TrainBatch`: each clip decoded, cropped, resized
+    and flipped, then written once, channels first, into the (shared-memory) batch."""
 
-    def __call__(self, items: Iterable[tuple[np.ndarray, bool, int, str]]
+    plan: _TrainPlan
+
+    def __call__(self, items: Iterable[tuple[PickedFrames, int, str]]
                  ) -> Iterator[TrainBatch]:
+        p, clip, size = self.plan, self.plan.clip, self.plan.batch_size
+        rng = p.rng(_worker()[0], "augment")
         it = iter(items)
-        while chunk := list(itertools.islice(it, self.batch_size)):
-            if len(chunk) < self.batch_size:
+        while chunk := list(itertools.islice(it, size)):
+            if len(chunk) < size:
                 raise RuntimeError(f"a reader's range ended with {len(chunk)} clips, not a whole "
-                                   f"batch of {self.batch_size}: the epoch plan is broken")
-            t, s = chunk[0][0].shape[:2]
-            clips = _uint8_buffer((self.batch_size, t, 3, s, s))
-            view = clips.numpy()
-            for b, (frames, flipped, _, _) in enumerate(chunk):
-                channels_first(frames, flip=flipped, out=view[b])
-            yield TrainBatch(clips, torch.tensor([c[2] for c in chunk], dtype=torch.int64),
-                             [c[3] for c in chunk])
+                                   f"batch of {size}: the epoch plan is broken")
+            clips = _uint8_buffer((size, clip.frames, 3, clip.size, clip.size))
+            view, labels = clips.numpy(), []
+            for b, (picked, label, _) in enumerate(chunk):
+                frames = decode_picked(picked)
+                box, flipped = train_params(frames.shape[2], frames.shape[1], clip, rng)
+                channels_first(resample(frames, box, clip.size), flip=flipped, out=view[b])
+                labels.append(flipped_label(label, flipped, p.label_swap))
+            yield TrainBatch(clips, torch.tensor(labels, dtype=torch.int64),
+                             [key for _, _, key in chunk])
 
 
 class _Epoch:
@@ -364,8 +371,9 @@ def train_batches(urls: Sequence[str], clip: ClipSettings, *, batch_size: int,
     (e.g. ``SelectionFilter(f, selected=False)`` for train minus the selection split; picklable).
     ``label_swap`` maps a label to its mirror class when a clip is flipped; it is required when
     ``clip.flip_label_swap`` names pairs (see :func:`pipelines.loader.clips.label_swap_indices`).
-    Each reader fills its ``shuffle_buffer`` (clips, ~1.2 MB each at 8 x 224²) before its first
-    batch. ``num_workers=0`` decodes in this process, with this process's torch threads.
+    Each reader fills its ``shuffle_buffer`` (clips' sampled frames, still JPEG: ~0.2 MB each
+    at 8 frames of 340x256, read but not decoded) before its first batch. ``num_workers=0``
+    decodes in this process, with this process's torch threads.
     The result has ``len()`` and its :class:`EpochPlan` (``.plan``); iterating it again replays
     the same epoch.
     """
@@ -393,7 +401,7 @@ def train_batches(urls: Sequence[str], clip: ClipSettings, *, batch_size: int,
                       dict(label_swap or {}))
     _log_once(f"rank {rank}: {shard_assignment_note(len(urls), world_size, num_workers)}")
     pipeline = wds.DataPipeline(_TrainSamples(plan), _TrainClips(plan), _Shuffle(plan),
-                                _TrainBatches(batch_size))
+                                _TrainBatches(plan))
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers,
                            pin_memory=pin_memory, multiprocessing_context=multiprocessing_context,
                            persistent_workers=False)
