@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from pipelines.config import flatten_keys
 from pipelines.tracking.connection import (
     Store,
     TrackingUnavailable,
@@ -43,15 +44,8 @@ PENDING_FILE = "mlflow_pending_metrics.json"  # points still unsent when trainin
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"optim": {"lr": 0.01}}`` → ``{"optim.lr": "0.01"}`` (MLflow params are flat strings)."""
-    out: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name + "."))
-        else:
-            listed = isinstance(value, (list, tuple))
-            out[name] = json.dumps(value, default=str) if listed else str(value)
-    return out
+    return {name: json.dumps(value, default=str) if isinstance(value, (list, tuple)) else str(value)
+            for name, value in flatten_keys(dict(tree), prefix).items()}
 
 
 def with_retries(what: str, fn: Callable[[], T], retries: int, backoff_s: float) -> T:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import to_dict
+from pipelines.config import flatten_keys, to_dict
 from pipelines.io import Storage, is_uri, storage_env
 from pipelines.train import checkpoint, layout
 from pipelines.train.config import TrainConfig
@@ -91,21 +91,10 @@ RESUME_MAY_CHANGE = ("run.name", "run.max_failures", "run.resume_with_changes", 
                      "data.root")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def config_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Settings that differ between a checkpoint's config and this one (``key: (old, new)``)."""
-    old, new = _flat(json.loads(json.dumps(before, default=str))), _flat(
-        json.loads(json.dumps(after, default=str)))
+    old = flatten_keys(json.loads(json.dumps(before, default=str)))
+    new = flatten_keys(json.loads(json.dumps(after, default=str)))
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k) and not any(
                 k == allowed or k.startswith(allowed + ".") for allowed in RESUME_MAY_CHANGE)}
