@@ -75,7 +75,8 @@ class Head:
         cmd = [
             "bash", str(START), "--port", str(self.port),
             "--dashboard-port", str(self.dashboard_port), "--client-port", str(self.client_port),
-            "--num-cpus", str(self.num_cpus), "--temp-dir", str(self.temp_dir), "--timeout", "60", "--",
+            "--num-cpus", str(self.num_cpus), "--temp-dir", str(self.temp_dir),
+            "--timeout", "60", "--",
             # fixed defaults (e.g. the agent's 52365) would collide with other local Ray instances
             "--dashboard-agent-listen-port", str(agent_listen),
             "--dashboard-agent-grpc-port", str(agent_grpc),
