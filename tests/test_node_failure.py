@@ -96,13 +96,13 @@ class Cluster:
 
 
 def _wait_for(condition: Callable[[], object], what: str, cluster: Cluster, job: str,
-              timeout: float = JOB_TIMEOUT_S) -> object:
+              timeout: float = JOB_TIMEOUT_S, poll_s: float = 0.5) -> object:
     deadline = time.monotonic() + timeout
     while not (found := condition()):
         status = cluster.job(job)["status"]
         if status not in ("PENDING", "RUNNING") or time.monotonic() > deadline:
             pytest.fail(f"{job} is {status} before {what}:\n{cluster.logs(job)[-4000:]}")
-        time.sleep(0.5)
+        time.sleep(poll_s)
     return found
 
 
@@ -176,21 +176,25 @@ def test_training_survives_a_worker_node_killed_mid_epoch(cluster: Cluster, buck
         return [] if experiment is None else client.search_runs(
             [experiment.experiment_id], filter_string=f"tags.`tsi.run_name` = '{name}'")
 
-    def epoch_one_logged():
-        found = runs()
-        return found and client.get_metric_history(found[0].info.run_id, "train_loss")
+    def two_workers() -> dict[int, str]:
+        workers = cluster.actor_nodes("RayTrainWorker")
+        return workers if len(workers) == 2 else {}
 
-    _wait_for(epoch_one_logged, "epoch 1 was logged", cluster, name)
+    # Where the workers run is read during epoch 1: the state API is too slow to ask after it.
+    workers = _wait_for(two_workers, "2 Ray Train workers were alive", cluster, name)
+    assert cluster.head_node_id not in workers.values(), workers
+    [run_id] = _wait_for(lambda: [r.info.run_id for r in runs()], "the run was created",
+                         cluster, name)
+    _wait_for(lambda: client.get_metric_history(run_id, "train_loss"), "epoch 1 was logged",
+              cluster, name, poll_s=0.1)
+    killed = cluster.kill_node(next(iter(workers.values())))
     run_folder = Storage.open(f"s3://{BUCKET}/runs/{name}")
 
     def checkpointed_epochs() -> list[int]:
         return sorted(json.loads(run_folder.read_bytes(f))["epoch"]
                       for f in run_folder.list_files() if f.endswith("tsi_state.json"))
 
-    workers = cluster.actor_nodes("RayTrainWorker")
-    assert len(workers) == 2 and cluster.head_node_id not in workers.values(), workers
-    assert checkpointed_epochs() == [1], "epoch 2 ended before the node could be killed"
-    killed = cluster.kill_node(next(iter(workers.values())))
+    assert checkpointed_epochs() == [1], "epoch 2 ended before the node was killed"
     [replacement] = cluster.add_nodes(1)
 
     status = cluster.wait_job(name)
