@@ -16,9 +16,13 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
+RUN_LAST = ("cluster_mode", "multinode")
+
+
 def pytest_collection_modifyitems(config, items):
-    """``cluster_mode`` tests last: they shut the shared Ray instance down to own the CPUs."""
-    items.sort(key=lambda item: item.get_closest_marker("cluster_mode") is not None)
+    """``cluster_mode`` and ``multinode`` tests last: they shut the shared Ray instance down to
+    own the CPUs."""
+    items.sort(key=lambda item: any(item.get_closest_marker(m) for m in RUN_LAST))
 
 
 @pytest.fixture(scope="session")
