@@ -122,15 +122,7 @@ class Head:
         subprocess.run(["bash", str(STOP), "--temp-dir", str(self.temp_dir), "--timeout", "30"],
                        env=self.env, capture_output=True, text=True, timeout=90)
         _, alive = psutil.wait_procs(set(tracked), timeout=5)
-        leaked = []
-        for p in alive:
-            try:
-                leaked.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-        return leaked
+        return _kill_survivors(alive)
 
 
     def alive_nodes(self) -> list[dict]:
@@ -248,20 +240,12 @@ class WorkerNode:
         if self.proc.poll() is None:
             self.proc.terminate()
         _, alive = psutil.wait_procs(members, timeout=20)
-        leaked = []
-        for p in alive:
-            try:
-                leaked.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        leaked = _kill_survivors(alive)
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         return leaked
-
 
 
 @contextmanager
@@ -275,3 +259,18 @@ def running_head() -> Iterator[Head]:
         leaked = head.stop()
         shutil.rmtree(head.temp_dir, ignore_errors=True)
         assert not leaked, f"processes of the Ray head survived stop_ray_head.sh: {leaked}"
+
+
+def _kill_survivors(alive) -> list[str]:
+    """SIGKILL processes that outlived a stop; what they were, for the test's leak assertion."""
+    import psutil
+
+    leaked = []
+    for p in alive:
+        try:
+            leaked.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return leaked
