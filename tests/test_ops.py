@@ -50,7 +50,7 @@ def _make_champion(world, name: str) -> str:
     """Test set-up, as the promoter would build it: ``name``'s served version becomes champion."""
     from pipelines.ops.models import resolve_model
     from pipelines.ops.promote import _served_tags, promotion_experiment
-    from pipelines.tracking.backend import ensure_experiment
+    from pipelines.tracking.runs import ensure_experiment
     from pipelines.tracking.registry import ensure_registered_model
     from pipelines.tracking.served import build_served_version
 

@@ -37,7 +37,7 @@ def _eval_videos(trained, count: int = 2) -> list[Path]:
 def test_the_training_run_is_one_mlflow_run_with_curves_tables_and_a_candidate(trained):
     from mlflow import MlflowClient
 
-    from pipelines.tracking.backend import find_run
+    from pipelines.tracking.runs import find_run
     from pipelines.tracking.registry import candidates_name, comparable
 
     client = MlflowClient(_sqlite(trained))
@@ -166,7 +166,7 @@ def test_an_outage_mid_run_loses_nothing(trained, mlflow_server, tmp_path):
 
     from conftest import tiny_train_overrides
     from pipelines.tracking import make_tracking
-    from pipelines.tracking.backend import find_run
+    from pipelines.tracking.runs import find_run
     from pipelines.train.config import resolve_config
     from pipelines.train.trainer import run_training
 

@@ -32,7 +32,7 @@ def _epochs(result) -> list[dict]:
         return [json.loads(line) for line in path.read_text().splitlines()]
     from mlflow import MlflowClient
 
-    from pipelines.tracking.backend import find_run
+    from pipelines.tracking.runs import find_run
 
     client = MlflowClient(f"sqlite:///{Path(result.run_dir).parent / 'mlflow' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tsi-tiny")

@@ -222,7 +222,7 @@ class EvaluateConfig:
 
 def evaluate_model(cfg: EvaluateConfig) -> ScoredModel:
     """Resolve, score and record one model (``jobs.evaluate``)."""
-    from pipelines.tracking.backend import ensure_experiment
+    from pipelines.tracking.runs import ensure_experiment
 
     if not cfg.model:
         raise ValueError("no model: set --model to models:/NAME@ALIAS, models:/NAME/VERSION or "

@@ -31,7 +31,7 @@ from pipelines.ops.models import ModelNotFound, resolve_model
 from pipelines.ops.notify import post_json
 from pipelines.ops.promote import PromoteConfig, PromotionRefused, PromotionResult, promote
 from pipelines.ops.store import StoreSettings, open_store
-from pipelines.tracking.backend import ensure_experiment
+from pipelines.tracking.runs import ensure_experiment
 from pipelines.tracking.registry import (
     CANDIDATE_ALIAS,
     CHAMPION_ALIAS,

@@ -45,7 +45,7 @@ from pipelines.ops.gate import GateConfig, GateDecision, decide
 from pipelines.ops.models import ModelNotFound, ModelRef, resolve_model
 from pipelines.ops.store import StoreSettings, open_store
 from pipelines.ops.unseen import NotProvenUnseen, require_unseen
-from pipelines.tracking.backend import ensure_experiment
+from pipelines.tracking.runs import ensure_experiment
 from pipelines.tracking.registry import (
     CANDIDATE_ALIAS,
     CHAMPION_ALIAS,

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.tracking.backend import ensure_experiment
+from pipelines.tracking.runs import ensure_experiment
 from pipelines.tracking.registry import candidates_name, ensure_registered_model, production_name
 
 log = logging.getLogger("tsi.tracking")

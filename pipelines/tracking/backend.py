@@ -18,10 +18,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -33,50 +33,23 @@ from pipelines.tracking.connection import (
     probe,
     resolve_store,
 )
+from pipelines.tracking.runs import (
+    PENDING_FILE,
+    RUN_NAME_TAG,
+    ensure_experiment,
+    find_run,
+    with_retries,
+)
 from pipelines.train.config import TrackingSettings
 
 log = logging.getLogger("tsi.tracking")
-T = TypeVar("T")
-RUN_NAME_TAG = "tsi.run_name"
 MAX_PENDING = 10_000  # metric points kept while the store is away
-PENDING_FILE = "mlflow_pending_metrics.json"  # points still unsent when training ended
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"optim": {"lr": 0.01}}`` → ``{"optim.lr": "0.01"}`` (MLflow params are flat strings)."""
     return {name: json.dumps(value, default=str) if isinstance(value, (list, tuple)) else str(value)
             for name, value in flatten_keys(dict(tree), prefix).items()}
-
-
-def with_retries(what: str, fn: Callable[[], T], retries: int, backoff_s: float) -> T:
-    """``fn()``, retried ``retries`` times with doubling waits; the last error is re-raised."""
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except Exception as exc:  # the store's client raises many types
-            if attempt == retries:
-                raise
-            wait = backoff_s * 2**attempt
-            log.warning("%s failed (%s); retrying in %.0f s (%d/%d)", what,
-                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
-                        wait, attempt + 1, retries)
-            time.sleep(wait)
-    raise AssertionError("unreachable")
-
-
-def ensure_experiment(client: Any, name: str, artifact_root: str | None) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = f"{artifact_root}/{name}" if artifact_root else None
-    return client.create_experiment(name, artifact_location=location)
-
-
-def find_run(client: Any, experiment_id: str, run_name: str) -> Any | None:
-    quoted = run_name.replace("\\", "\\\\").replace("'", "\\'")
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{quoted}'",
-                              max_results=1)
-    return runs[0] if runs else None
 
 
 class _EpochLogger:

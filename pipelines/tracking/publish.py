@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.tracking.backend import (
+from pipelines.tracking.runs import (
     PENDING_FILE,
     RUN_NAME_TAG,
     ensure_experiment,
