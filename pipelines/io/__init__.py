@@ -7,6 +7,7 @@ read from wherever the data lives. Nothing here imports another ``pipelines`` su
 """
 from pipelines.io.storage import (
     STORAGE_ENV,
+    parent_and_name,
     storage_env,
     ListingProblem,
     PathEscapesRoot,
@@ -20,6 +21,6 @@ from pipelines.io.storage import (
 
 __all__ = [
     "STORAGE_ENV", "ListingProblem", "PathEscapesRoot", "Storage", "is_uri", "local_path",
-    "storage_env",
+    "parent_and_name", "storage_env",
     "read_bytes", "scheme", "write_bytes",
 ]

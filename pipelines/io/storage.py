@@ -406,7 +406,8 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _parent_and_name(location: str) -> tuple[Storage, str]:
+def parent_and_name(location: str) -> tuple[Storage, str]:
+    """The folder holding the file at a path or URI, as a :class:`Storage`, and its name."""
     if is_uri(location):
         parent, _, name = location.rstrip("/").rpartition("/")
         return Storage.open(parent), name
@@ -416,11 +417,11 @@ def _parent_and_name(location: str) -> tuple[Storage, str]:
 
 def read_bytes(location: str) -> bytes:
     """A whole small file (annotations, class lists) at a path or URI; ``OSError`` if unreadable."""
-    storage, name = _parent_and_name(str(location))
+    storage, name = parent_and_name(str(location))
     return storage.read_bytes(name)
 
 
 def write_bytes(location: str, data: bytes) -> None:
     """Write a whole small file at a local path or URI (locally via a temporary name and rename)."""
-    storage, name = _parent_and_name(str(location))
+    storage, name = parent_and_name(str(location))
     storage.write_bytes(name, data)

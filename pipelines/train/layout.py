@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from pipelines.io import Storage, is_uri
+from pipelines.io import Storage, is_uri, parent_and_name
 
 EXPORT = "model.pt"  # the exported model (tsi_model checkpoint)
 PREDICTIONS = "eval_predictions.npz"  # the exported epoch's per-video evaluation scores
@@ -71,9 +71,6 @@ class RunFolder:
                 found.append((match.group(1), state))
         return sorted(found, key=lambda pair: pair[1].get("global_step", 0))
 
-    def checkpoint_location(self, folder: str) -> str:
-        return self.location(folder)
-
 
 def local_export(location: str, dest: str | None = None) -> str:
     """An export by path or URI as a local file (with its companions beside it).
@@ -89,8 +86,7 @@ def local_export(location: str, dest: str | None = None) -> str:
 
     if not is_uri(location):
         return Storage.open(location).path()
-    parent, _, name = location.rstrip("/").rpartition("/")
-    remote = Storage.open(parent)
+    remote, name = parent_and_name(location)
     if not remote.exists(name):
         raise FileNotFoundError(f"{location} does not exist")
     folder = dest or tempfile.mkdtemp(prefix="tsi-export-")

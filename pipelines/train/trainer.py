@@ -225,7 +225,7 @@ def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainRes
           f"({len(data.train_urls)} shards), {steps} steps/epoch x {cfg.epochs} epochs, "
           f"{world} worker(s), ZeRO-{cfg.deepspeed.zero_stage}", flush=True)
     if previous is not None and previous.epoch >= cfg.epochs:
-        storage = Storage.open(run.checkpoint_location(found[0]))
+        storage = Storage.open(run.location(found[0]))
         chosen = Checkpoint(storage.root, filesystem=storage.fs)
     else:
         _stage_on_nodes(weights)

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.io import Storage, is_uri
+from pipelines.io import Storage, is_uri, parent_and_name
 
 SIDECAR = ".sha256"  # beside an export: model.pt.sha256 holds its hex digest
 
@@ -54,20 +54,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _split(location: str) -> tuple[Storage, str]:
-    if is_uri(location):
-        parent, _, name = location.rstrip("/").rpartition("/")
-        return Storage.open(parent), name
-    path = Storage.open(location).path()
-    return Storage.open(os.path.dirname(path)), os.path.basename(path)
-
-
 def check_pretrained(location: str | None, sha256: str | None) -> PretrainedWeights | None:
     """On the driver: the file exists and is not empty (metadata only). A run-storage export
     without a configured hash takes its sidecar's."""
     if not location:
         return None
-    folder, name = _split(location)
+    folder, name = parent_and_name(location)
     try:
         exists = folder.exists(name)
         size = folder.size(name) if exists else 0
@@ -107,7 +99,7 @@ def stage(weights: PretrainedWeights, cache: Path | None = None) -> tuple[str, b
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists() and target.stat().st_size == weights.size:
             return str(target), False
-        folder, name = _split(weights.location)
+        folder, name = parent_and_name(weights.location)
         handle, tmp = tempfile.mkstemp(dir=cache, prefix=".part-")
         os.close(handle)
         try:
