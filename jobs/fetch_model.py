@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse(p, argv, eval_flags=False)
 
     def body() -> int:
-        from pipelines.ops.models import resolve_model
+        from pipelines.tracking.models import resolve_model
         from pipelines.ops.store import StoreSettings, open_store
 
         dest = Path(args.dest)

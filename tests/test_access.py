@@ -111,7 +111,7 @@ def test_served_files_are_the_promoters_and_every_consumer_verifies_them(
     from jobs.nightly_eval import main as nightly
     from jobs.predict import main as predict
     from jobs.promote import main as promote
-    from pipelines.ops.models import load_served
+    from pipelines.tracking.models import load_served
     from pipelines.tracking.connection import Store
     from pipelines.tracking.publish import publish_export
     from pipelines.tracking.served import MANIFEST_TAG, ServedModelTampered

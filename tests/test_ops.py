@@ -48,7 +48,14 @@ def _champion(world) -> tuple[str | None, str | None]:
 
 def _make_champion(world, name: str) -> str:
     """Test set-up, as the promoter would build it: ``name``'s served version becomes champion."""
-    from pipelines.ops.models import resolve_model
+    version = _served_copy(world, name)
+    _client(world).set_registered_model_alias(world["task"], "champion", version)
+    return version
+
+
+def _served_copy(world, name: str) -> str:
+    """``name``'s served (promoter-built, hash-recorded) version of the task's model."""
+    from pipelines.tracking.models import resolve_model
     from pipelines.ops.promote import _served_tags, promotion_experiment
     from pipelines.tracking.runs import ensure_experiment
     from pipelines.tracking.registry import ensure_registered_model
@@ -69,7 +76,6 @@ def _make_champion(world, name: str) -> str:
         version = str(build_served_version(
             client, world["task"], experiment, ref.checkpoint, f"test-{name}",
             _served_tags(ref, record, None), "test set-up", world["uri"]).version)
-    client.set_registered_model_alias(world["task"], "champion", version)
     return version
 
 
@@ -335,3 +341,50 @@ def test_evaluation_data_must_be_proven_unseen_per_video(colour_models, tmp_path
         (moved / "val" / "manifest.parquet").read_bytes())  # another manifest under the name
     with pytest.raises(NotProvenUnseen, match="does not match"):
         require_unseen({**meta, "dataset_root": str(moved)}, "good", val, "val")
+
+
+def test_a_fine_tune_starts_from_a_registered_version_pinned_in_its_run_folder(colour_models,
+                                                                              capsys):
+    """``model.pretrained=models:/...`` is verified by the registry's hashes, copied into the run
+    folder, and a re-run uses that copy even after the alias has moved."""
+    from conftest import tiny_train_overrides
+    from pipelines.tracking import make_tracking
+    from pipelines.tracking.registry import file_sha256
+    from pipelines.train.config import resolve_config
+    from pipelines.train.trainer import run_training
+    from pipelines.train.weights import WeightsUnavailable
+
+    world = colour_models
+    client = _client(world)
+
+    def fine_tune(source: str, name: str, backend: str = "mlflow"):
+        cfg = resolve_config(None, tiny_train_overrides(world["shards"], world["storage"], **{
+            "model.name": "tsn_r50", "scaling.num_workers": 0, "epochs": 1,
+            "batches_per_epoch": 2, "run.name": name, "task": "ops-colour-finetune",
+            "tracking.backend": backend, "tracking.register": "false",
+            "model.pretrained": source}))
+        return run_training(cfg, tracking=make_tracking(cfg))
+
+    good_sha = file_sha256(world["exports"]["good"])
+    served = _served_copy(world, "good")  # a production version: every file verified
+    result = fine_tune(f"models:/{world['task']}/{served}", "from-served")
+    run_dir = Path(result.run_dir)
+    assert file_sha256(run_dir / "pretrained.pt") == good_sha
+    origin = json.loads((run_dir / "pretrained_source.json").read_text())
+    assert origin == {"source": f"models:/{world['task']}/{served}",
+                      "version": f"{world['task']} v{served}", "sha256": good_sha}
+
+    candidates = f"{world['task']}-candidates"
+    client.set_registered_model_alias(candidates, "finetune-source", world["versions"]["good"])
+    fine_tune(f"models:/{candidates}@finetune-source", "from-alias")
+    client.set_registered_model_alias(candidates, "finetune-source", world["versions"]["twin"])
+    capsys.readouterr()
+    again = fine_tune(f"models:/{candidates}@finetune-source", "from-alias")  # complete: re-export
+    assert f"pinned copy of {candidates} v{world['versions']['good']}" in capsys.readouterr().out
+    assert file_sha256(Path(again.run_dir) / "pretrained.pt") == good_sha
+
+    with pytest.raises(WeightsUnavailable, match="no alias 'absent'"):
+        fine_tune(f"models:/{candidates}@absent", "from-nothing")
+    with pytest.raises(ValueError, match="tracking.backend=mlflow"):
+        fine_tune(f"models:/{candidates}@finetune-source", "from-jsonl", backend="jsonl")
+    assert not (Path(world["storage"]) / "from-nothing").exists()

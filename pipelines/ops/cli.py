@@ -103,7 +103,7 @@ def permission_denied(exc: BaseException) -> str | None:
 def run(body: Callable[[], int]) -> int:
     """Start job logging, run a job body; map the platform's errors to exit codes."""
     from pipelines.evaluation.exported import ClassMapMismatch
-    from pipelines.ops.models import ModelNotFound
+    from pipelines.tracking.models import ModelNotFound
     from pipelines.ops.promote import PromotionConflict, PromotionRefused
     from pipelines.report import start_job_logging
     from pipelines.tracking.connection import TrackingUnavailable

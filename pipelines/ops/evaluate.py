@@ -29,7 +29,7 @@ from pipelines.evaluation.exported import check_class_map, predict_export
 from pipelines.evaluation.metrics import ClassificationMetrics, Predictions, classification_metrics
 from pipelines.evaluation.predict import merge_predictions
 from pipelines.io import Storage
-from pipelines.ops.models import ModelRef, parse_registry_uri, resolve_model
+from pipelines.tracking.models import ModelRef, parse_registry_uri, resolve_model
 from pipelines.ops.store import StoreSettings, open_store
 from pipelines.shards import contract, manifest
 from pipelines.shards.check import check_shards

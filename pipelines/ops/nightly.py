@@ -27,7 +27,7 @@ from typing import Any
 from pipelines.evaluation.exported import ClassMapMismatch
 from pipelines.ops.evaluate import EvalSettings, ScoredModel, open_eval_split, record, score
 from pipelines.ops.gate import GateConfig
-from pipelines.ops.models import ModelNotFound, resolve_model
+from pipelines.tracking.models import ModelNotFound, resolve_model
 from pipelines.ops.notify import post_json
 from pipelines.ops.promote import PromoteConfig, PromotionRefused, PromotionResult, promote
 from pipelines.ops.store import StoreSettings, open_store

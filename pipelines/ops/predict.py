@@ -290,7 +290,7 @@ def predict_on_ray(cfg: PredictConfig, checkpoint: str, meta: dict[str, Any],
 
 def run_predict(cfg: PredictConfig) -> list[VideoPrediction] | dict[str, int]:
     """``jobs.predict``: the named videos in process, or the list on Ray Data."""
-    from pipelines.ops.models import parse_registry_uri, resolve_model
+    from pipelines.tracking.models import parse_registry_uri, resolve_model
     from pipelines.ops.store import open_store
 
     if not cfg.model:

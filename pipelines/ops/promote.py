@@ -42,7 +42,7 @@ from pipelines.ops.evaluate import (
     who_ran_it,
 )
 from pipelines.ops.gate import GateConfig, GateDecision, decide
-from pipelines.ops.models import ModelNotFound, ModelRef, resolve_model
+from pipelines.tracking.models import ModelNotFound, ModelRef, resolve_model
 from pipelines.ops.store import StoreSettings, open_store
 from pipelines.ops.unseen import NotProvenUnseen, require_unseen
 from pipelines.tracking.runs import ensure_experiment

@@ -183,6 +183,17 @@ class MlflowTracking:
             with_retries("recording the failed run", record, self.settings.retries,
                          self.settings.backoff_s)
 
+    def resolve_weights(self, source: str, workdir: str) -> tuple[str, str]:
+        """Production versions verified file by file (promoter's hashes), candidates by their
+        checkpoint's ``tsi.export_sha256``: weights nobody vouches for are refused."""
+        from mlflow import MlflowClient
+
+        from pipelines.tracking.models import resolve_model
+
+        ref = resolve_model(source, MlflowClient(tracking_uri=self.store.uri), self.store.uri,
+                            workdir)
+        return ref.checkpoint, ref.label
+
     def end(self, handle: Mapping[str, Any], export_path: str, summary: Mapping[str, Any]) -> None:
         from pipelines.tracking.publish import publish_export
 

@@ -13,7 +13,7 @@ can write tags on ``{task}``.
 Every consumer verifies before use (:func:`fetch_verified`): the model folder is downloaded, and
 its set of files and each file's sha256 must equal the tag; any difference (a file changed on
 the artifact store behind the server's back, added or removed) is :class:`ServedModelTampered`.
-``pipelines.ops.models.load_served`` is the pyfunc loader that verifies before MLflow imports the model's code;
+``pipelines.tracking.models.load_served`` is the pyfunc loader that verifies before MLflow imports the model's code;
 ``mlflow.pyfunc.load_model('models:/...')`` and ``mlflow models serve -m models:/...`` directly
 would run whatever the store holds: serve a folder fetched by ``python -m jobs.fetch_model``.
 """

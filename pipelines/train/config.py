@@ -27,8 +27,10 @@ class ModelConfig:
 
     ``pretrained`` is a torchvision ResNet-50 state dict or a project export (e.g. a Kinetics
     model for UCF-101 fine-tuning; a head of another size is replaced), by local path or URI
-    (``s3://``, ``gs://``, ``file://``; see :mod:`pipelines.train.weights`), checked against
-    ``pretrained_sha256`` when each node stages it.
+    (``s3://``, ``gs://``, ``file://``; see :mod:`pipelines.train.weights`) or registered
+    version (``models:/NAME@ALIAS``, ``models:/NAME/N``: verified by the registry's hashes and
+    pinned into the run folder at its first start), checked against ``pretrained_sha256`` when
+    each node stages it.
     ``options`` are further builder switches (``temporal_init``, ``fusion``…).
     """
 

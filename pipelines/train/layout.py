@@ -21,6 +21,8 @@ METRICS = "metrics.jsonl"  # epochs, when tracking.backend=jsonl
 EXPORT_CHECK_FAILED = "export_check_failed.json"  # written when the export check fails
 STATE = "tsi_state.json"  # in every checkpoint folder: epoch, step, world size, config hash
 CONFIG = "tsi_config.json"  # in every checkpoint folder: the resolved config that trained it
+PRETRAINED = "pretrained.pt"  # models:/ weights, pinned at the run's first start (+ .sha256)
+PRETRAINED_SOURCE = "pretrained_source.json"  # which registered version that copy is
 _CHECKPOINT = re.compile(r"(checkpoint_[^/]+)/" + re.escape(STATE))
 
 

@@ -38,6 +38,17 @@ class Tracking(Protocol):
         """The run ended without a publishable model (e.g. its export check failed)."""
         ...
 
+    def resolve_weights(self, source: str, workdir: str) -> tuple[str, str]:
+        """A registered model's (``models:/...``) verified checkpoint under ``workdir``, and
+        which version it is (``NAME vN``): the registry lives in the tracking backend."""
+        ...
+
+
+def no_registry(source: str) -> tuple[str, str]:
+    """What a backend without a model registry answers to ``models:/`` weights."""
+    raise ValueError(f"model.pretrained {source}: registered models are read from MLflow; use "
+                     "tracking.backend=mlflow (or the export's path or URI)")
+
 
 class _Silent:
     def log_epoch(self, metrics: Mapping[str, float], *, step: int, epoch: int) -> None:
@@ -64,6 +75,9 @@ class NoTracking:
 
     def fail(self, handle: Mapping[str, Any], reason: str, summary: Mapping[str, Any]) -> None:
         pass
+
+    def resolve_weights(self, source: str, workdir: str) -> tuple[str, str]:
+        return no_registry(source)
 
 
 class _JsonLines:
@@ -107,6 +121,9 @@ class StdoutTracking:
         print("tsi.failed " + json.dumps({"run": handle["run_name"], "reason": reason,
                                            **summary}, sort_keys=True, default=str),
               file=sys.stdout, flush=True)
+
+    def resolve_weights(self, source: str, workdir: str) -> tuple[str, str]:
+        return no_registry(source)
 
 
 class FileTracking(StdoutTracking):

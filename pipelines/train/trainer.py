@@ -26,7 +26,8 @@ from pipelines.train.layout import RunFolder, resolve_storage
 from pipelines.train.loop import LoopInputs, steps_per_epoch, train_loop
 from pipelines.train.tracking import Tracking, builtin_tracking
 from pipelines.train.weights import (
-    SIDECAR, PretrainedWeights, WeightsMismatch, check_pretrained, stage, write_sidecar,
+    SIDECAR, PretrainedWeights, WeightsMismatch, WeightsUnavailable, check_pretrained,
+    sha256_file, stage, write_sidecar,
 )
 
 
@@ -191,6 +192,43 @@ def _stage_on_nodes(weights: PretrainedWeights | None) -> None:
           f"({downloads} download(s))", flush=True)
 
 
+def _registered_weights(cfg: TrainConfig, run: RunFolder, tracking: Tracking) -> str | None:
+    """Where ``model.pretrained`` is, with a ``models:/`` source pinned into the run folder.
+
+    The registry is read once, on the driver, through the tracking backend, which verifies the
+    version's files (a production version against the promoter's hashes, a candidate against
+    its export hash). The verified checkpoint is copied into run storage, which every node
+    reads, with its sha256 sidecar, and a resumed run uses that copy: moving ``@champion``
+    during a run does not change the weights it started from.
+    """
+    source = cfg.model.pretrained
+    if not source or not source.startswith("models:/"):
+        return source
+    pinned = run.location(layout.PRETRAINED)
+    if run.files.exists(layout.PRETRAINED + SIDECAR):
+        origin = json.loads(run.files.read_bytes(layout.PRETRAINED_SOURCE))
+        print(f"[train] model.pretrained {source}: the run's pinned copy of {origin['version']} "
+              f"({pinned})", flush=True)
+        return pinned
+    with tempfile.TemporaryDirectory(prefix="tsi-pretrained-") as tmp:
+        try:
+            path, version = tracking.resolve_weights(source, tmp)
+        except LookupError as exc:
+            raise WeightsUnavailable(f"model.pretrained {source}: {exc}") from None
+        digest = sha256_file(path)
+        wanted = cfg.model.pretrained_sha256
+        if wanted and digest != wanted.lower():
+            raise WeightsMismatch(f"model.pretrained {source} ({version}): sha256 {digest} is "
+                                  f"not model.pretrained_sha256 {wanted}")
+        run.files.upload(path, layout.PRETRAINED)
+    run.files.write_bytes(layout.PRETRAINED_SOURCE, json.dumps(
+        {"source": source, "version": version, "sha256": digest}).encode())
+    run.files.write_bytes(layout.PRETRAINED + SIDECAR,  # last: it marks the copy complete
+                          f"{digest}  {layout.PRETRAINED}\n".encode())
+    print(f"[train] model.pretrained {source} is {version}: pinned at {pinned}", flush=True)
+    return pinned
+
+
 def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainResult:
     """Train ``cfg`` on Ray Train + DeepSpeed and export the model; see the module docstring.
 
@@ -202,7 +240,6 @@ def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainRes
     tracking = tracking or builtin_tracking(cfg.tracking.backend)
     tracking.check()  # an unreachable tracking server fails here, in seconds, before any data
     data = open_dataset(cfg.data)
-    weights = check_pretrained(cfg.model.pretrained, cfg.model.pretrained_sha256)
     build_model(cfg, data.num_classes)  # a bad model name or option fails here
     world = max(cfg.scaling.num_workers, 1)
     run = RunFolder(cfg.run.storage_path, cfg.run_name())
@@ -210,6 +247,8 @@ def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainRes
         raise ValueError("run.storage_path on an object store needs Ray Train workers "
                          "(scaling.num_workers >= 1); num_workers=0 keeps checkpoints locally")
     found = _check_resume(run, world, cfg)
+    weights = check_pretrained(_registered_weights(cfg, run, tracking),
+                               cfg.model.pretrained_sha256)
     previous = found[1] if found else None
     if previous is not None and previous.epoch >= cfg.epochs:
         print(f"[train] run {run.name} is complete (epoch {previous.epoch}, step "
