@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -55,6 +56,26 @@ def _as_bytes(item: Any) -> bytes | None:
     return None
 
 
+def _decode_whole(path: str, options: DecodeOptions) -> Any:
+    """The video decoded so that its stored frames span all of it.
+
+    Preprocessing keeps at most ``max_frames`` frames and cuts the rest with a manifest warning;
+    a prediction must not score only a long video's beginning, so a cut video is decoded again
+    at the frame rate that fits its whole duration into ``max_frames`` (the sampler then spreads
+    its segments over the whole video, as it does over a shorter one).
+    """
+    info, result = process_video(path, options)
+    if result.ok and "cut at max_frames" in result.warning and info.duration > 0:
+        fps = 0.95 * options.max_frames / info.duration
+        _, result = process_video(path, dataclasses.replace(options, fps_cap=fps))
+        if result.ok and "cut at max_frames" in result.warning:  # a duration that lied
+            raise VideoInputError(f"{result.warning}: the video is longer than its container "
+                                  "says; refusing to score only its beginning")
+    if not result.ok:
+        raise VideoInputError(f"{result.reason}: {result.detail}"[:500])
+    return result
+
+
 def clip_views(item: Any, clip: ClipSettings, options: DecodeOptions,
                protocol: str = "1x1") -> np.ndarray:
     """uint8 ``(V, T, 3, S, S)`` for one input; :class:`VideoInputError` says why not."""
@@ -68,9 +89,7 @@ def clip_views(item: Any, clip: ClipSettings, options: DecodeOptions,
             path = os.path.join(tmp, "video")
             with open(path, "wb") as fh:
                 fh.write(data)
-        _, result = process_video(path, options)
-        if not result.ok:
-            raise VideoInputError(f"{result.reason}: {result.detail}"[:500])
+        result = _decode_whole(path, options)
     sample: dict[str, Any] = {"__key__": "input"}
     if options.mode == "h264":
         sample[contract.VIDEO] = result.video
