@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.cluster import ensure_ray
 from pipelines.config import flatten_keys, to_dict
 from pipelines.io import Storage, is_uri, storage_env
 from pipelines.train import checkpoint, layout
@@ -173,8 +174,9 @@ def _stage_on_nodes(weights: PretrainedWeights | None) -> None:
     wrong hash fails the job here, once (a worker would be retried by ``FailureConfig``)."""
     if weights is None or not is_uri(weights.location):
         return
-    import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray = ensure_ray()  # a `ray job submit` driver is not connected until Ray Train's fit
 
     task = ray.remote(num_cpus=0, max_retries=0,
                       runtime_env={"env_vars": storage_env()})(stage)
