@@ -40,7 +40,7 @@ SELECT_RE = re.compile(r"^(?P<key>[^\[]+)(?:\[(?P<sel>[^\]]+)\])?$")
 
 
 def doc_files(repo: Path = REPO) -> list[Path]:
-    """The documents whose figures are checked: the README and every page under docs/."""
+    """The documents whose figures are checked: both READMEs and every page under docs/."""
     return [repo / "README.md", *sorted((repo / "docs").glob("*.md")), repo / "infra" / "README.md"]
 
 
@@ -134,8 +134,8 @@ DERIVED: dict[str, dict[str, Callable[[], Any]]] = {
     "preprocess": {
         "floor_videos_per_s": lambda: 1 / load("preprocess")["floor_jpeg"]["s_per_video"],
         "floor_h264_videos_per_s": lambda: 1 / load("preprocess")["floor_h264"]["s_per_video"],
-        "peak_rss_8k_mb": lambda: (load("preprocess")["worker_peak_rss_mb"]
-                                   + load("preprocess")["ffmpeg_peak_rss_mb_by_input"]["7680x4320"]),
+        "peak_rss_8k_mb": lambda: (load("preprocess")["worker_peak_rss_mb"] + load(
+            "preprocess")["ffmpeg_peak_rss_mb_by_input"]["7680x4320"]),
     },
     "main_job": {
         "total_min": lambda: load("main_job")["first_run"]["total_s"] / 60,

@@ -114,7 +114,7 @@ def test_the_preprocessing_doc_documents_every_reason_and_exit_status():
 
 
 def _module_graph(package: str) -> dict[str, set[str]]:
-    """Module → the modules of ``package`` it imports (``from pkg import sub`` names ``pkg.sub``)."""
+    """Module → the modules of ``package`` it imports (``from pkg import sub`` is ``pkg.sub``)."""
     files = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
              for p in (REPO / package).rglob("*.py")}
     graph: dict[str, set[str]] = {}
