@@ -152,3 +152,16 @@ def test_no_module_imports_one_that_imports_it_back():
     for package in ("pipelines", "tsi_model"):
         cycle = _cycle(_module_graph(package))
         assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+def test_the_layer_table_in_the_docs_is_the_one_enforced_here():
+    """docs/architecture.md's layer table states exactly ALLOWED (one fact, written once)."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    stated: dict[str, set[str]] = {}
+    for package, may in re.findall(r"^\| (?:\d+|top) \| (.+) \| (.+) \|$", doc, flags=re.M):
+        names = {n.split()[0] for n in may.split(",") if n.strip() not in ("—", "anything")}
+        for unit in re.findall(r"`pipelines/(\w+)(?:\.py|/)`", package):
+            stated[f"pipelines.{unit}"] = {f"pipelines.{n}" for n in names if n != "tsi_model"}
+    assert stated == ALLOWED, {u: stated.get(u, set()) ^ ALLOWED.get(u, set())
+                               for u in set(stated) | set(ALLOWED)
+                               if stated.get(u) != ALLOWED.get(u)}
