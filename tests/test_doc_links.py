@@ -61,3 +61,14 @@ def _relative(check, page: Path, root: Path) -> list[str]:
         return check(page)
     finally:
         REPO = saved
+
+
+def test_every_job_is_in_the_layer_table_and_the_config_table():
+    jobs = {p.stem for p in (REPO / "jobs").glob("*.py") if p.stem != "__init__"}
+    architecture = (REPO / "docs" / "architecture.md").read_text()
+    [listed] = re.findall(r"^\| top \| `jobs/`.*\| anything \|$", architecture, flags=re.M)
+    configuration = (REPO / "docs" / "configuration.md").read_text()
+    missing = {f"{j} (architecture.md)" for j in jobs if f"`{j}`" not in listed}
+    missing |= {f"{j} (configuration.md)" for j in jobs
+                if f"| `python -m jobs.{j}` |" not in configuration}
+    assert not missing, sorted(missing)
