@@ -228,23 +228,9 @@ def eval_pass(urls: list[str], clip: ClipSettings, protocol: str, workers: int) 
 
 def markdown_table(payload: dict[str, Any]) -> str:
     """The result's rows as the Markdown table ``docs/benchmarks.md`` shows, with the load."""
-    columns = ["measurement", "clips/s", "clips/cpu-s", "vs floor (cpu)", "vs floor (wall)",
-               "first batch s"]
+    from benchmarks.render_docs import loader_table
 
-    def cell(value: Any) -> str:
-        return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in payload["rows"]]
-    before, after = (payload[k]["loadavg_1_5_15"] for k in ("machine_before", "machine_after"))
-    rounds = ", ".join(f"{r['load_1min']:.1f}" for r in payload["rounds"])
-    lines.append(f"\n{payload['machine_before']['time_utc']}, {payload['machine_before']['cpus']}"
-                 f" cores; load average (1/5/15 min) {before[0]:.1f}/{before[1]:.1f}/"
-                 f"{before[2]:.1f} before, {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f} after; "
-                 f"1-min load at each round's start: {rounds}. Medians over "
-                 f"{len(payload['rounds'])} interleaved rounds; ratios are per round, then the "
-                 "median.")
-    return "\n".join(lines)
+    return loader_table(payload)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

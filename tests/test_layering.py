@@ -111,3 +111,57 @@ def test_the_preprocessing_doc_documents_every_reason_and_exit_status():
     for code in (preprocess.EXIT_OK, preprocess.EXIT_SHARD_FAILED, preprocess.EXIT_BAD_INPUT,
                  preprocess.EXIT_NOTHING_STORED, preprocess.EXIT_LOCKED):
         assert re.search(rf"^\| {code} \|", readme, flags=re.M), code
+
+
+def _module_graph(package: str) -> dict[str, set[str]]:
+    """Module → the modules of ``package`` it imports (``from pkg import sub`` is ``pkg.sub``)."""
+    files = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (REPO / package).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name in files}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & files.keys()
+                deps |= subs or ({node.module} & files.keys())
+        graph[name] = deps - {name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a path that returns to its start, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep, path + [dep])):
+                return found
+        state[node] = 2
+        return None
+
+    return next((c for n in sorted(graph) if n not in state and (c := visit(n, [n]))), None)
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    for package in ("pipelines", "tsi_model"):
+        cycle = _cycle(_module_graph(package))
+        assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+def test_the_layer_table_in_the_docs_is_the_one_enforced_here():
+    """docs/architecture.md's layer table states exactly ALLOWED (one fact, written once)."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    stated: dict[str, set[str]] = {}
+    for package, may in re.findall(r"^\| (?:\d+|top) \| (.+) \| (.+) \|$", doc, flags=re.M):
+        names = {n.split()[0] for n in may.split(",") if n.strip() not in ("—", "anything")}
+        for unit in re.findall(r"`pipelines/(\w+)(?:\.py|/)`", package):
+            stated[f"pipelines.{unit}"] = {f"pipelines.{n}" for n in names if n != "tsi_model"}
+    assert stated == ALLOWED, {u: stated.get(u, set()) ^ ALLOWED.get(u, set())
+                               for u in set(stated) | set(ALLOWED)
+                               if stated.get(u) != ALLOWED.get(u)}

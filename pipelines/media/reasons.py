@@ -44,7 +44,7 @@ DECODE_FAILED = "decode_failed"
 TOO_FEW_FRAMES = "too_few_frames"
 SAMPLE_TOO_LARGE = "sample_too_large"
 
-# Every media reason code, in the order the README's reason table lists them.
+# Every media reason code, in the order the reason table of docs/preprocessing.md lists them.
 REASONS: tuple[str, ...] = (
     MISSING_FILE, EMPTY_FILE, NOT_A_REGULAR_FILE, UNSUPPORTED_CONTAINER, PROBE_TIMEOUT,
     PROBE_KILLED, PROBE_FAILED, NO_VIDEO_STREAM, NO_VIDEO_FRAMES, DECODE_TIMEOUT, DECODER_KILLED,

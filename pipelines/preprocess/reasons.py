@@ -2,7 +2,8 @@
 
 Readers (:mod:`pipelines.data.reasons`) and the media stage (:mod:`pipelines.media.reasons`)
 have their own; these are the ones only the job can tell, because they need the plan or the
-task. :data:`ALL_REASONS` is every code a manifest row can carry, documented in the README.
+task. :data:`ALL_REASONS` is every code a manifest row can carry, documented in
+docs/preprocessing.md.
 
 ``key_collision``      two different video ids would get the same sample key
 ``same_file``          the row's file is the same file (after resolving links) as an earlier row's
@@ -29,7 +30,7 @@ JOB_REASONS: tuple[str, ...] = (
     KEY_COLLISION, SAME_FILE, LINK_ESCAPES_ROOT, FETCH_FAILED, SHARD_FAILED, INTERNAL_ERROR,
 )
 
-# Every reason a manifest row can carry, in the order the README lists them.
+# Every reason a manifest row can carry, in the order docs/preprocessing.md lists them.
 ALL_REASONS: tuple[str, ...] = tuple(dict.fromkeys(READER_REASONS + MEDIA_REASONS + JOB_REASONS))
 
 # Outcomes a re-run retries without --overwrite (the input may be fine, the run was not): a shard
