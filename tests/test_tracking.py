@@ -117,7 +117,11 @@ def test_register_over_http_then_serve_answers_invocations_the_same(trained, mlf
     video = _eval_videos(trained, 1)[0]
     payload = ["base64:" + base64.b64encode(video.read_bytes()).decode()]
     mlflow.set_tracking_uri(mlflow_server["url"])
-    direct = mlflow.pyfunc.load_model("models:/tsi-synthetic-candidates@candidate").predict(payload)
+    packaged = mlflow.pyfunc.load_model("models:/tsi-synthetic-candidates@candidate")
+    direct = packaged.predict(payload)
+    # the saved input example is a video the model answers; top_k is honoured as a param
+    [example] = packaged.predict(list(packaged.input_example), params={"top_k": 2})
+    assert example["error"] is None and len(example["labels"]) == 2
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server["url"],
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

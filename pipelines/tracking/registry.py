@@ -7,8 +7,11 @@ stages: so the training identity can be given no right to move ``champion``.
 """
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import json
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,11 +110,24 @@ def model_signature() -> Any:
     return ModelSignature(inputs=None, params=ParamSchema([ParamSpec("top_k", "long", 5)]))
 
 
+@functools.lru_cache(maxsize=1)
+def input_example() -> list[str]:
+    """One short generated video (ffmpeg's test pattern, 16 frames of 64x64, ~3 KB) in the JSON
+    form ``/invocations`` takes; MLflow saves it beside the model and, when logging, serves it
+    once to check that the packaged model answers (a warning if not)."""
+    video = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=8:duration=2",
+         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4",
+         "-movflags", "frag_keyframe+empty_moov", "pipe:1"],
+        check=True, capture_output=True, timeout=60).stdout
+    return ["base64:" + base64.b64encode(video).decode()]
+
+
 def log_packaged_model(export_path: str | Path) -> Any:
     """Log the pyfunc (models-from-code) under the active run; returns MLflow's model info."""
     import mlflow
 
-    return mlflow.pyfunc.log_model(signature=model_signature(),
+    return mlflow.pyfunc.log_model(signature=model_signature(), input_example=input_example(),
         name="model", python_model=str(MODEL_FILE),
         artifacts={"checkpoint": str(export_path)},
         code_paths=[str(PACKAGE_ROOT / "tsi_model"), str(PACKAGE_ROOT / "pipelines")],

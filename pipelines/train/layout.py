@@ -20,6 +20,8 @@ PREDICTIONS = "eval_predictions.npz"  # the exported epoch's per-video evaluatio
 METRICS = "metrics.jsonl"  # epochs, when tracking.backend=jsonl
 EXPORT_CHECK_FAILED = "export_check_failed.json"  # written when the export check fails
 STATE = "tsi_state.json"  # in every checkpoint folder: epoch, step, world size, config hash
+COMPLETE = "tsi_complete"  # written into a Ray Train checkpoint once every rank's upload is done
+LOCAL_CHECKPOINT = "checkpoint_local_"  # the in-process loop's own folders (written in place)
 CONFIG = "tsi_config.json"  # in every checkpoint folder: the resolved config that trained it
 PRETRAINED = "pretrained.pt"  # models:/ weights, pinned at the run's first start (+ .sha256)
 PRETRAINED_SOURCE = "pretrained_source.json"  # which registered version that copy is
@@ -62,16 +64,37 @@ class RunFolder:
     def checkpoints(self) -> list[tuple[str, dict]]:
         """``(folder name, its state)`` of every complete checkpoint of the run, oldest first.
 
-        A checkpoint is complete once its state file exists (rank 0 writes it last).
+        Ray Train uploads a checkpoint's files in no particular order, so a node that dies
+        mid-upload leaves a folder that may hold a state file but not every rank's shards: a
+        folder counts once it holds the :data:`COMPLETE` marker (:meth:`mark_complete`), or is an
+        in-process run's own folder, written in place with the state file last.
         """
         files = self.files
+        listed = files.list_files("", recursive=True)
+        marked = {rel.rsplit("/", 1)[0] for rel in listed if rel.endswith("/" + COMPLETE)}
         found = []
+        for rel in listed:
+            match = _CHECKPOINT.fullmatch(rel)
+            if match and (match.group(1) in marked or match.group(1).startswith(LOCAL_CHECKPOINT)):
+                found.append((match.group(1), json.loads(files.read_bytes(rel))))
+        return sorted(found, key=lambda pair: pair[1].get("global_step", 0))
+
+    def mark_complete(self, epoch: int, global_step: int) -> str | None:
+        """Mark the newest checkpoint folder of ``epoch``/``global_step`` complete (rank 0, after
+        ``ray.train.report`` returned on every rank); its name, or None if none is there."""
+        files = self.files
+        candidates = []
         for rel in files.list_files("", recursive=True):
             match = _CHECKPOINT.fullmatch(rel)
             if match:
                 state = json.loads(files.read_bytes(rel))
-                found.append((match.group(1), state))
-        return sorted(found, key=lambda pair: pair[1].get("global_step", 0))
+                if state.get("epoch") == epoch and state.get("global_step") == global_step:
+                    candidates.append(match.group(1))
+        if not candidates:
+            return None
+        newest = max(candidates)  # Ray names them checkpoint_<UTC time>: a retry's is newer
+        files.write_bytes(f"{newest}/{COMPLETE}", b"")
+        return newest
 
 
 def local_export(location: str, dest: str | None = None) -> str:
@@ -105,5 +128,5 @@ def local_export(location: str, dest: str | None = None) -> str:
     return target
 
 
-__all__ = ["CONFIG", "EXPORT", "EXPORT_CHECK_FAILED", "METRICS", "PREDICTIONS", "RunFolder",
+__all__ = ["COMPLETE", "CONFIG", "EXPORT", "EXPORT_CHECK_FAILED", "METRICS", "PREDICTIONS", "RunFolder",
            "STATE", "local_export", "resolve_storage"]

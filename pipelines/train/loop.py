@@ -28,10 +28,11 @@ from pipelines.io import Storage
 from pipelines.evaluation import classification_metrics, gather_predictions, predict
 from pipelines.loader.clips import label_swap_indices
 from pipelines.loader.streams import eval_batches, train_batches
-from pipelines.train import checkpoint
+from pipelines.train import checkpoint, layout
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import DatasetView, keep_selection, keep_train
 from pipelines.train.engine import build_model, make_engine, pick_device, set_lr
+from pipelines.train.layout import RunFolder
 from pipelines.train.schedule import lr_at, scaled_lr
 from pipelines.train.tracking import Tracking
 from tsi_model import normalize_clip
@@ -106,27 +107,35 @@ def _checkpoint_folder(inputs: LoopInputs, epoch: int) -> Iterator[str]:
             yield folder
         return
     run_dir = Path(inputs.run_dir)
-    folder = run_dir / f"checkpoint_local_{epoch:06d}"
+    folder = run_dir / f"{layout.LOCAL_CHECKPOINT}{epoch:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     yield str(folder)
-    for old in sorted(run_dir.glob("checkpoint_local_*"))[:-inputs.config.run.num_to_keep]:
+    for old in sorted(run_dir.glob(layout.LOCAL_CHECKPOINT + "*"))[:-inputs.config.run.num_to_keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def _checkpoint_to_resume(inputs: LoopInputs) -> Any:
-    """Ray's latest checkpoint of this run (after a restart or a re-submission), if any.
+    """The run's latest complete checkpoint (after a restart or a re-submission), if any.
 
-    In local mode (``num_workers=0``) Ray keeps none: the run's own ``checkpoint_local_*``
-    folders are used instead, so an in-process run resumes by name like a cluster run.
+    Ray Train offers the last checkpoint its controller registered; a worker killed right after
+    reporting can leave a newer one in run storage that the controller never heard of (seen
+    when a node was killed: the run restarted at epoch 0 and logged epoch 1 twice). Run
+    storage, where a checkpoint is marked complete once every rank uploaded it, decides. In
+    local mode (``num_workers=0``) Ray keeps none: the run's own folders are used.
     """
     import ray.train
     from ray.train import Checkpoint
 
-    found = ray.train.get_checkpoint()
-    if found is not None or inputs.config.scaling.num_workers > 0:
-        return found
-    local = sorted(Path(inputs.run_dir).glob("checkpoint_local_*"))
-    return Checkpoint.from_directory(str(local[-1])) if local else None
+    offered = ray.train.get_checkpoint()
+    run = RunFolder(inputs.config.run.storage_path, inputs.run_name)
+    complete = run.checkpoints()
+    if not complete:
+        return offered
+    folder, _ = complete[-1]
+    if offered is not None and offered.path.rstrip("/").rsplit("/", 1)[-1] == folder:
+        return offered
+    storage = Storage.open(run.location(folder))
+    return Checkpoint(storage.root, filesystem=None if storage.is_local else storage.fs)
 
 
 @torch.no_grad()
@@ -289,6 +298,9 @@ def _report(work: _Worker, inputs: LoopInputs, epoch: int, metrics: dict[str, fl
             if val_preds is not None:
                 checkpoint.save_predictions(folder, val_preds)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+    if cfg.scaling.num_workers > 0 and work.rank == 0:  # report returned on every rank
+        RunFolder(cfg.run.storage_path, inputs.run_name).mark_complete(
+            work.state.epoch, work.state.global_step)
 
 
 def train_loop(config: dict[str, Any]) -> None:
