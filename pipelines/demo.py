@@ -90,7 +90,9 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
     from pipelines.preprocess.config import resolve_config
     from pipelines.preprocess.job import run_preprocess
 
-    native = min(cfg.synthetic.height, cfg.synthetic.width)  # stored at the generated size
+    # stored at the generated size (a family draws a size per video: each keeps its own)
+    native = 0 if cfg.synthetic.family != "default" else min(cfg.synthetic.height,
+                                                             cfg.synthetic.width)
     flags = {"format": "kinetics", "annotations": [str(csv_path)], "videos": str(videos),
              "output": str(shards), "ray": {"workers": cfg.workers},
              "media": {"short_side": native}}
