@@ -102,7 +102,9 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
         raise RuntimeError("preprocessing did not complete; re-run the demo to resume it")
 
 
-def _train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path) -> ModelOutcome:
+def train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path) -> ModelOutcome:
+    """Train ``model`` with the main job's recipe on ``shards``, then score its export on the
+    eval split (pair metrics and the reversal probe); also used by benchmarks.generalization."""
     from pipelines.data.twins import twins_in
     from pipelines.evaluation import pair_metrics
     from pipelines.evaluation.exported import evaluate_export
@@ -193,7 +195,7 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     print(f"[2/5] shards under {shards} ({seconds['preprocess']:.0f} s)", flush=True)
     outcomes = []
     for model in cfg.models:
-        outcome = _train_and_evaluate(cfg, model, shards, root / "train")
+        outcome = train_and_evaluate(cfg, model, shards, root / "train")
         seconds[f"train {model}"] = outcome.train_seconds
         outcomes.append(outcome)
         print(f"[3/5] {model}: eval top-1 {outcome.metrics['top1']:.3f}, within pair "
