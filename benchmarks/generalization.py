@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -65,8 +66,6 @@ def _shards(cfg) -> Path:
             and stamp.read_text() == wanted:
         return shards
     if root.exists():
-        import shutil
-
         shutil.rmtree(root)
     csv_path = write_dataset(cfg.synthetic, root / "videos", workers=cfg.workers)
     preprocess_dataset(cfg, csv_path, root / "videos", shards)
@@ -133,8 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     before = machine_state()
     runs = _earlier_runs(args) if args.resume else []
     done = {(r["family"], r["seed"], r["model"]) for r in runs}
+    ray_temp = tempfile.mkdtemp(prefix="ray-generalization-")  # its own: others' Ray untouched
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
-             configure_logging=False, _temp_dir=tempfile.mkdtemp(prefix="ray-generalization-"))
+             configure_logging=False, _temp_dir=ray_temp)
     try:
         for family in args.families:
             shards = _shards(_family_config(args, family, args.seeds[0]))
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           f"({outcome.train_seconds:.0f} s, load {load:.1f})", flush=True)
     finally:
         ray.shutdown()
+        shutil.rmtree(ray_temp, ignore_errors=True)
     rows = summarise(runs, args.families, args.models)
     print(format_table(rows))
     payload = {"benchmark": "generalization", "settings": vars(args),
