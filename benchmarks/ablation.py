@@ -8,7 +8,9 @@ recipe, the same steps, data and seeds, then its export is scored on the eval sp
 
 - ``top1``: over all classes; ``within_pair``: top-1 / pair accuracy (0.5 = blind to order);
 - ``reversal``: every eval clip's frames reversed, scored against its twin's label (the twin is
-  the exact reversal): a model that uses order moves its prediction to the twin.
+  the exact reversal): a model that uses order moves its prediction to the twin;
+  ``reversal_flip``: the reversed clip's prediction is the twin of the forward one
+  (``pipelines.evaluation.reversal``).
 
 The input size is chosen so fast alignment really pools keys: res2 is size/4 on a side and
 ``tsi_r50_fast_align`` pools maps above 400 positions (size 96: res2 24x24 = 576 > 400).
@@ -19,11 +21,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from benchmarks.common import format_table, machine_state, write_result
 
@@ -31,35 +30,16 @@ VARIANTS = ("tsn_r50", "tsm_r50", "tsi_r50", "r50_tim_sme", "r50_cti", "r50_tim_
             "tsi_r50_fast_align")
 
 
-def _reversed(batches: Iterable[Any], twin: dict[int, int]) -> Iterator[Any]:
-    """The same eval batches with every clip's frames in reverse order, labelled as the twin."""
-    from pipelines.loader.streams import EvalBatch
-
-    for batch in batches:
-        labels = torch.tensor([twin[int(label)] for label in batch.labels], dtype=torch.int64)
-        yield EvalBatch(batch.keys, labels, batch.clips.flip(dims=[2]))
-
-
-def score(export: str, shards: str, split: str, pairs) -> dict[str, float]:
-    """top1, pair accuracy, within_pair, and top-1 on reversed clips against the twin's label."""
-    from pipelines.evaluation import classification_metrics, pair_metrics, predict
-    from pipelines.evaluation.exported import evaluate_export, export_metadata
-    from pipelines.loader.clips import ClipSettings
-    from pipelines.loader.streams import eval_batches
-    from pipelines.shards.reader import list_shards
-    from tsi_model import build_from_checkpoint
+def score(export: str, shards: str, split: str) -> dict[str, float]:
+    """top1, pair accuracy, within_pair, and the reversal probe of the platform's evaluation."""
+    from pipelines.data.twins import twins_in
+    from pipelines.evaluation import pair_metrics
+    from pipelines.evaluation.exported import evaluate_export
 
     evaluation = evaluate_export(export, shards, split)
-    result = pair_metrics(evaluation.predictions, evaluation.classes, pairs)
-    index = {name: i for i, name in enumerate(evaluation.classes)}
-    twin = {index[a]: index[b] for a, b in pairs} | {index[b]: index[a] for a, b in pairs}
-    meta = export_metadata(export)
-    model = build_from_checkpoint(export).eval()
-    batches = eval_batches(list_shards(shards, split), ClipSettings.from_dict(meta["clip"]),
-                           protocol="1x1", batch_size=32, rank=0, world_size=1, num_workers=1)
-    with torch.inference_mode():
-        flipped = predict(model, _reversed(batches, twin), num_classes=len(index))
-    result["reversal"] = classification_metrics(flipped, len(index)).top1
+    result = pair_metrics(evaluation.predictions, evaluation.classes, twins_in(evaluation.classes))
+    result["reversal"] = evaluation.reversal["reversal_to_twin"]
+    result["reversal_flip"] = evaluation.reversal["reversal_flip"]
     return result
 
 
@@ -115,7 +95,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import ray
 
-    from pipelines.synthetic import PAIRS
     from pipelines.train.config import resolve_config
     from pipelines.train.trainer import run_training
 
@@ -137,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "data.batch_size=16", "tracking.backend=none", f"run.storage_path={args.storage}",
                 f"run.name=ablation-{variant}-s{seed}-{args.size}px-{args.epochs}ep"])
             result = run_training(cfg)
-            metrics = score(result.export_path, str(shards), "eval", PAIRS[:4])
+            metrics = score(result.export_path, str(shards), "eval")
             runs.append({"variant": variant, "seed": seed, **metrics,
                          "seconds": time.perf_counter() - began})
             write_result(args.output, {"benchmark": "ablation", "settings": vars(args),

@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print("summary: eval split, 1x1 (top-1 over all classes; pair accuracy: the predicted class "
-          "is in the true order-pair; within pair = top-1 / pair accuracy):")
+          "is in the true order-pair; within pair = top-1 / pair accuracy; reversal flip: with "
+          "the clip's frames reversed the prediction moves to the twin class, 0 = blind to "
+          "order):")
     print(report.table())
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()))
     print(f"shards: {report.shards}")

@@ -8,7 +8,9 @@ within each pair while a temporal model (TSI) tells a motion from its reverse.
 1. ``pipelines.synthetic`` writes real H.264 files and a Kinetics-format CSV (train + eval);
 2. the Ray preprocessing job writes shards (a re-run resumes: complete shards are skipped);
 3. Ray Train + DeepSpeed trains each model with the same recipe, steps and data;
-4. each export is evaluated on the eval split (``1x1``), which no choice ever looked at;
+4. each export is evaluated on the eval split (``1x1``), which no choice ever looked at, with
+   the reversal probe (every clip also scored with its frames reversed: how often the prediction
+   moves to the twin class; ~0 for an order-blind model);
 5. with MLflow tracking (the demo config's default), each registered candidate goes through the
    promotion gate on the eval split in turn (TSI first: the first champion must reach
    ``gate.absolute_floor``; TSN then has to beat it), and the champion predicts one eval video.
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.ops.gate import GateConfig
-from pipelines.synthetic import PAIRS, SyntheticConfig, class_names
+from pipelines.synthetic import SyntheticConfig, class_names
 
 
 def _demo_synthetic() -> SyntheticConfig:
@@ -76,7 +78,8 @@ class DemoReport:
 
         rows = [{"model": o.model, "eval top-1": o.metrics["top1"],
                  "pair accuracy": o.metrics["pair_accuracy"],
-                 "within pair": o.metrics["within_pair"], "top-5": o.metrics["top5"],
+                 "within pair": o.metrics["within_pair"],
+                 "reversal flip": o.metrics.get("reversal_flip", ""), "top-5": o.metrics["top5"],
                  "train s": o.train_seconds, "candidate": f"v{o.version}" if o.version else "",
                  "gate": o.decision} for o in self.outcomes]
         return format_table(rows)
@@ -87,7 +90,9 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
     from pipelines.preprocess.config import resolve_config
     from pipelines.preprocess.job import run_preprocess
 
-    native = min(cfg.synthetic.height, cfg.synthetic.width)  # stored at the generated size
+    # stored at the generated size (a family draws a size per video: each keeps its own)
+    native = 0 if cfg.synthetic.family != "default" else min(cfg.synthetic.height,
+                                                             cfg.synthetic.width)
     flags = {"format": "kinetics", "annotations": [str(csv_path)], "videos": str(videos),
              "output": str(shards), "ray": {"workers": cfg.workers},
              "media": {"short_side": native}}
@@ -97,7 +102,10 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
         raise RuntimeError("preprocessing did not complete; re-run the demo to resume it")
 
 
-def _train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path) -> ModelOutcome:
+def train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path) -> ModelOutcome:
+    """Train ``model`` with the main job's recipe on ``shards``, then score its export on the
+    eval split (pair metrics and the reversal probe); also used by benchmarks.generalization."""
+    from pipelines.data.twins import twins_in
     from pipelines.evaluation import pair_metrics
     from pipelines.evaluation.exported import evaluate_export
     from pipelines.tracking import make_tracking
@@ -112,9 +120,8 @@ def _train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path
     result = run_training(train_cfg, tracking=make_tracking(train_cfg))
     seconds = time.perf_counter() - began
     evaluation = evaluate_export(result.export_path, str(shards), cfg.eval_split)
-    pairs = pair_metrics(evaluation.predictions, evaluation.classes,
-                         PAIRS[:cfg.synthetic.num_pairs])
-    metrics: dict[str, Any] = {**pairs, "top5": evaluation.metrics.top5,
+    pairs = pair_metrics(evaluation.predictions, evaluation.classes, twins_in(evaluation.classes))
+    metrics: dict[str, Any] = {**pairs, **evaluation.reversal, "top5": evaluation.metrics.top5,
                                "videos": evaluation.metrics.videos}
     return ModelOutcome(model, result.run_name, result.export_path, seconds, metrics,
                         _registered_version(train_cfg, result.export_path))
@@ -188,11 +195,13 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     print(f"[2/5] shards under {shards} ({seconds['preprocess']:.0f} s)", flush=True)
     outcomes = []
     for model in cfg.models:
-        outcome = _train_and_evaluate(cfg, model, shards, root / "train")
+        outcome = train_and_evaluate(cfg, model, shards, root / "train")
         seconds[f"train {model}"] = outcome.train_seconds
         outcomes.append(outcome)
         print(f"[3/5] {model}: eval top-1 {outcome.metrics['top1']:.3f}, within pair "
-              f"{outcome.metrics['within_pair']:.3f} ({outcome.train_seconds:.0f} s)", flush=True)
+              f"{outcome.metrics['within_pair']:.3f}, reversal flip "
+              f"{outcome.metrics['reversal_flip']:.3f} ({outcome.train_seconds:.0f} s)",
+              flush=True)
     report = DemoReport(str(shards), outcomes, seconds, _tracking_uri(cfg, root / "train"))
     if report.tracking_uri:
         began = time.perf_counter()

@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines.media": {"pipelines.io"},
     "pipelines.data": {"pipelines.io", "pipelines.media"},
     "pipelines.shards": {"pipelines.io"},
-    "pipelines.synthetic": {"pipelines.config"},
+    "pipelines.synthetic": {"pipelines.config", "pipelines.data"},
     "pipelines.preprocess": {"pipelines.config", "pipelines.cluster", "pipelines.io",
                              "pipelines.media", "pipelines.data", "pipelines.shards"},
     "pipelines.loader": {"pipelines.io", "pipelines.shards", "pipelines.data"},
@@ -36,7 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines.ops": {"pipelines.config", "pipelines.report", "pipelines.cluster", "pipelines.io",
                       "pipelines.media", "pipelines.data", "pipelines.shards", "pipelines.loader",
                       "pipelines.evaluation", "pipelines.train", "pipelines.tracking"},
-    "pipelines.demo": {"pipelines.config", "pipelines.report", "pipelines.synthetic",
+    "pipelines.demo": {"pipelines.config", "pipelines.report", "pipelines.data",
+                       "pipelines.synthetic",
                        "pipelines.preprocess", "pipelines.train", "pipelines.evaluation",
                        "pipelines.tracking", "pipelines.ops"},
 }

@@ -6,14 +6,16 @@ scored on mismatched indices. Weights are read with ``weights_only`` (no code fr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from pipelines.data.classes import ClassMap
+from pipelines.data.twins import twin_indices
 from pipelines.evaluation.metrics import ClassificationMetrics, Predictions, classification_metrics
-from pipelines.evaluation.predict import predict
+from pipelines.evaluation.predict import predict, predict_with_reversal
+from pipelines.evaluation.reversal import reversal_probe
 from pipelines.io import Storage
 from pipelines.loader.clips import ClipSettings
 from pipelines.loader.streams import eval_batches
@@ -33,6 +35,7 @@ class Evaluation:
     metrics: ClassificationMetrics
     classes: tuple[str, ...]
     protocol: str
+    reversal: dict[str, float] = field(default_factory=dict)  # the probe, with declared twins
 
 
 def export_metadata(path: str | Path) -> dict:
@@ -57,24 +60,55 @@ def check_class_map(meta: dict, dataset_root: str, what: str) -> tuple[str, ...]
     return shards.names
 
 
-def predict_export(path: str | Path, urls: list[str], *, protocol: str = "1x1",
-                   batch_size: int = 16, rank: int = 0, world_size: int = 1,
-                   num_workers: int = 1, device: str = "cpu") -> Predictions:
-    """Part ``rank`` of ``world_size`` of an export's predictions on the shards ``urls``."""
+def _open_export(path: str | Path, urls: list[str], protocol: str, batch_size: int, rank: int,
+                 world_size: int, num_workers: int, device: str):
+    """The export's model (eval mode, on ``device``), class count and evaluation batches."""
     meta = export_metadata(path)
     model = build_from_checkpoint(str(path)).eval().to(device)
     clip = ClipSettings.from_dict(meta["clip"])
     batches = eval_batches(urls, clip, protocol=protocol, batch_size=batch_size, rank=rank,
                            world_size=world_size, num_workers=num_workers)
+    return model, len(meta["classes"]), batches
+
+
+def predict_export(path: str | Path, urls: list[str], *, protocol: str = "1x1",
+                   batch_size: int = 16, rank: int = 0, world_size: int = 1,
+                   num_workers: int = 1, device: str = "cpu") -> Predictions:
+    """Part ``rank`` of ``world_size`` of an export's predictions on the shards ``urls``."""
+    model, num_classes, batches = _open_export(path, urls, protocol, batch_size, rank,
+                                               world_size, num_workers, device)
     with torch.inference_mode():
-        return predict(model, batches, num_classes=len(meta["classes"]), device=device)
+        return predict(model, batches, num_classes=num_classes, device=device)
+
+
+def predict_export_with_reversal(path: str | Path, urls: list[str], *, protocol: str = "1x1",
+                                 batch_size: int = 16, rank: int = 0, world_size: int = 1,
+                                 num_workers: int = 1, device: str = "cpu"
+                                 ) -> tuple[Predictions, Predictions]:
+    """:func:`predict_export`, and the same clips with their frames reversed (the probe)."""
+    model, num_classes, batches = _open_export(path, urls, protocol, batch_size, rank,
+                                               world_size, num_workers, device)
+    with torch.inference_mode():
+        return predict_with_reversal(model, batches, num_classes=num_classes, device=device)
 
 
 def evaluate_export(path: str | Path, dataset_root: str, split: str, *, protocol: str = "1x1",
                     batch_size: int = 16, num_workers: int = 1,
                     device: str = "cpu") -> Evaluation:
-    """Top-1/top-5/mean-class accuracy of an exported model on ``{dataset_root}/{split}``."""
+    """Top-1/top-5/mean-class accuracy of an exported model on ``{dataset_root}/{split}``.
+
+    When the class map declares order twins (``pipelines.data.twins``), ``reversal`` holds the
+    temporal probe (``pipelines.evaluation.reversal``), at one more forward pass per clip.
+    """
     names = check_class_map(export_metadata(path), dataset_root, str(path))
-    preds = predict_export(path, list_shards(dataset_root, split), protocol=protocol,
-                           batch_size=batch_size, num_workers=num_workers, device=device).sorted()
-    return Evaluation(preds, classification_metrics(preds, len(names)), names, protocol)
+    urls = list_shards(dataset_root, split)
+    options = dict(protocol=protocol, batch_size=batch_size, num_workers=num_workers,
+                   device=device)
+    twins = twin_indices(names)
+    if not twins:
+        preds = predict_export(path, urls, **options).sorted()
+        return Evaluation(preds, classification_metrics(preds, len(names)), names, protocol)
+    forward, backward = predict_export_with_reversal(path, urls, **options)
+    preds = forward.sorted()
+    return Evaluation(preds, classification_metrics(preds, len(names)), names, protocol,
+                      reversal_probe(preds, backward.sorted(), twins))

@@ -4,9 +4,11 @@ A model (registered version or export) is scored on one split of shards as ``par
 task ``i`` reads the shards the loader gives rank ``i`` of ``parts`` (each video exactly once
 over all tasks), the driver merges the parts and checks the count against the manifest. The
 checkpoint travels through Ray's object store, so tasks on other nodes need no shared disk.
-Then one MLflow run records it: metrics, per-class table, confusion matrix, and every video's
-prediction as ``predictions.parquet`` (key, label, top-k labels and probabilities, the full
-probability vector), so any two evaluations can be compared video by video.
+Then one MLflow run records it: metrics (with the reversal probe where the classes declare
+order twins: ``reversal_flip``, ``reversal_to_twin``, ``reversal_videos``), per-class table,
+confusion matrix, and every video's prediction as ``predictions.parquet`` (key, label, top-k
+labels and probabilities, the full probability vector), so any two evaluations can be compared
+video by video.
 """
 from __future__ import annotations
 
@@ -25,9 +27,13 @@ import numpy as np
 
 from pipelines.cluster import ensure_ray
 from pipelines.data.classes import ClassMap
-from pipelines.evaluation.exported import check_class_map, predict_export
+from pipelines.data.twins import twin_indices
+from pipelines.evaluation.exported import (
+    check_class_map, predict_export, predict_export_with_reversal,
+)
 from pipelines.evaluation.metrics import ClassificationMetrics, Predictions, classification_metrics
 from pipelines.evaluation.predict import merge_predictions
+from pipelines.evaluation.reversal import reversal_probe
 from pipelines.io import Storage
 from pipelines.tracking.models import ModelRef, parse_registry_uri, resolve_model
 from pipelines.ops.store import StoreSettings, open_store
@@ -51,6 +57,7 @@ class EvalSettings:
     cpus_per_part: float = 1.0
     threads_per_part: int = 1
     batch_size: int = 8
+    reversal_probe: bool = True  # with declared order twins: score reversed clips too
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class ScoredModel:
     predictions: Predictions = field(repr=False)
     metrics: ClassificationMetrics = field(repr=False)
     run_id: str | None = None
+    reversal: dict[str, float] = field(default_factory=dict)  # pipelines.evaluation.reversal
 
 
 def open_eval_split(root: str | None, split: str) -> EvalSplit:
@@ -95,38 +103,55 @@ def open_eval_split(root: str | None, split: str) -> EvalSplit:
 
 
 def _score_part(checkpoint: bytes, urls: list[str], protocol: str, batch_size: int, rank: int,
-                parts: int, threads: int) -> Predictions:
+                parts: int, threads: int, reversal: bool
+                ) -> tuple[Predictions, Predictions | None]:
+    """Part ``rank``'s predictions, and on the reversed clips when ``reversal`` (else None)."""
     import torch
 
     torch.set_num_threads(threads)
     with tempfile.NamedTemporaryFile(suffix=".pt") as fh:
         fh.write(checkpoint)
         fh.flush()
-        return predict_export(fh.name, urls, protocol=protocol, batch_size=batch_size,
-                              rank=rank, world_size=parts, num_workers=0)
+        options = dict(protocol=protocol, batch_size=batch_size, rank=rank, world_size=parts,
+                       num_workers=0)
+        if reversal:
+            return predict_export_with_reversal(fh.name, urls, **options)
+        return predict_export(fh.name, urls, **options), None
 
 
 def score(model: ModelRef, split: EvalSplit, settings: EvalSettings) -> ScoredModel:
-    """Score ``model`` on ``split`` with Ray tasks; refuses a class map that differs."""
+    """Score ``model`` on ``split`` with Ray tasks; refuses a class map that differs.
+
+    With ``settings.reversal_probe`` and declared order twins among the split's classes, the
+    tasks also score every clip reversed in time and the result carries the probe.
+    """
     check_class_map(model.meta, split.root, model.label)
     if not split.urls:
         raise ValueError(f"{split.root}/{split.split} has no shards")
     ray = ensure_ray()
     parts = max(1, min(settings.parts, len(split.urls)))
+    twins = twin_indices(split.classes) if settings.reversal_probe else {}
     remote = ray.remote(num_cpus=settings.cpus_per_part, max_retries=2)(_score_part)
     blob = ray.put(Path(model.checkpoint).read_bytes())
     began = time.perf_counter()
     futures = [remote.remote(blob, list(split.urls), settings.protocol, settings.batch_size, rank,
-                             parts, settings.threads_per_part) for rank in range(parts)]
-    preds = merge_predictions(ray.get(futures), len(split.classes))
+                             parts, settings.threads_per_part, bool(twins))
+               for rank in range(parts)]
+    results = ray.get(futures)
+    preds = merge_predictions([forward for forward, _ in results], len(split.classes))
     if len(preds) != split.videos:
         raise RuntimeError(f"scored {len(preds)} videos but {split.root}/{split.split} stores "
                            f"{split.videos}: the shards and the manifest disagree")
     metrics = classification_metrics(preds, len(split.classes))
-    log.info("%s on %s/%s (%s, %d tasks): top-1 %.4f, top-5 %.4f over %d videos in %.1f s",
+    reversal = {}
+    if twins:
+        backward = merge_predictions([b for _, b in results], len(split.classes))
+        reversal = reversal_probe(preds, backward, twins)
+    log.info("%s on %s/%s (%s, %d tasks): top-1 %.4f, top-5 %.4f over %d videos in %.1f s%s",
              model.label, split.root, split.split, settings.protocol, parts, metrics.top1,
-             metrics.top5, metrics.videos, time.perf_counter() - began)
-    return ScoredModel(model, split, settings.protocol, preds, metrics)
+             metrics.top5, metrics.videos, time.perf_counter() - began,
+             f"; reversal flip {reversal['reversal_flip']:.4f}" if reversal else "")
+    return ScoredModel(model, split, settings.protocol, preds, metrics, reversal=reversal)
 
 
 def predictions_table(preds: Predictions, classes: tuple[str, ...], top_k: int = TOP_K):
@@ -181,7 +206,7 @@ def record(client: Any, experiment_id: str, scored: ScoredModel, *, kind: str,
         m = scored.metrics
         for key, value in (("top1", m.top1), ("top5", m.top5),
                            ("mean_class_accuracy", m.mean_class_accuracy),
-                           ("videos", float(m.videos))):
+                           ("videos", float(m.videos)), *scored.reversal.items()):
             client.log_metric(run_id, key, float(value))
         log_classification_report(client, run_id, scored.predictions, split.classes,
                                   f"{scored.model.label} on {split.split}")

@@ -25,7 +25,10 @@ import torch.nn.functional as F
 
 from pipelines import distributed
 from pipelines.io import Storage
-from pipelines.evaluation import classification_metrics, gather_predictions, predict
+from pipelines.data.twins import twin_indices
+from pipelines.evaluation import (
+    classification_metrics, gather_predictions, predict, predict_with_reversal, reversal_probe,
+)
 from pipelines.loader.clips import label_swap_indices
 from pipelines.loader.streams import eval_batches, train_batches
 from pipelines.train import checkpoint, layout
@@ -80,19 +83,31 @@ def _maybe_fail(cfg: TrainConfig, run_dir: str, rank: int, step: int) -> None:
 
 
 def evaluate(engine: Any, inputs: LoopInputs, urls, *, protocol: str, keep, rank: int,
-             world: int, device, dtype) -> Any:
-    """Predictions of every video of ``urls`` (gathered on every rank) and their metrics."""
+             world: int, device, dtype, probe: bool = False) -> Any:
+    """Predictions of every video of ``urls`` (gathered on every rank) and their metrics.
+
+    With ``probe`` and declared order twins among the classes, every clip is scored reversed in
+    time too and the metrics carry the reversal probe (``pipelines.evaluation.reversal``).
+    """
     cfg = inputs.config
+    num_classes = inputs.dataset.num_classes
+    twins = twin_indices(inputs.dataset.classes) if probe else {}
     engine.eval()
     batches = eval_batches(urls, cfg.data.clip, protocol=protocol,
                            batch_size=cfg.data.eval_batch_size, rank=rank, world_size=world,
                            num_workers=cfg.data.eval_loader_workers, keep=keep,
                            pin_memory=device.type == "cuda")
-    local = predict(engine, batches, num_classes=inputs.dataset.num_classes, device=device,
-                    dtype=dtype)
-    preds = gather_predictions(local, inputs.dataset.num_classes)
+    options = dict(num_classes=num_classes, device=device, dtype=dtype)
+    if twins:
+        local, local_reversed = predict_with_reversal(engine, batches, **options)
+    else:
+        local = predict(engine, batches, **options)
+    preds = gather_predictions(local, num_classes)
     engine.train()
-    return preds, classification_metrics(preds, inputs.dataset.num_classes)
+    metrics = classification_metrics(preds, num_classes).as_dict()
+    if twins:
+        metrics |= reversal_probe(preds, gather_predictions(local_reversed, num_classes), twins)
+    return preds, metrics
 
 
 @contextlib.contextmanager
@@ -268,17 +283,21 @@ def _evaluate_epoch(work: _Worker, inputs: LoopInputs, epoch: int,
     val_preds = None
     if last or (epoch + 1) % cfg.data.eval_every == 0:
         val_preds, val = evaluate(work.engine, inputs, data.eval_urls,
-                                  protocol=cfg.data.eval_protocol, keep=None, **where)
-        metrics.update(val.as_dict("val_"))
+                                  protocol=cfg.data.eval_protocol, keep=None, probe=True, **where)
+        metrics.update(_prefixed("val_", val))
     if cfg.data.selection_fraction:
         _, sel = evaluate(work.engine, inputs, data.train_urls, protocol=cfg.data.eval_protocol,
                           keep=keep_selection(cfg.data), **where)
-        metrics.update(sel.as_dict("selection_"))
+        metrics.update(_prefixed("selection_", sel))
     if last and cfg.data.final_protocol:
         _, final = evaluate(work.engine, inputs, data.eval_urls, protocol=cfg.data.final_protocol,
                             keep=None, **where)
-        metrics.update(final.as_dict(f"val{cfg.data.final_protocol}_"))
+        metrics.update(_prefixed(f"val{cfg.data.final_protocol}_", final))
     return val_preds
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}{key}": value for key, value in metrics.items()}
 
 
 def _report(work: _Worker, inputs: LoopInputs, epoch: int, metrics: dict[str, float],
@@ -331,6 +350,8 @@ def train_loop(config: dict[str, Any]) -> None:
 
 def _print_epoch(cfg: TrainConfig, epoch: int, step: int, metrics: dict[str, float]) -> None:
     val = f" val top1 {metrics['val_top1']:.3f}" if "val_top1" in metrics else ""
+    if "val_reversal_flip" in metrics:
+        val += f" (reversal flip {metrics['val_reversal_flip']:.3f})"
     print(f"[train] epoch {epoch + 1}/{cfg.epochs} step {step}: loss {metrics['train_loss']:.4f} "
           f"train top1 {metrics['train_top1']:.3f}{val} lr {metrics['lr']:.4g} "
           f"{metrics['clips_per_s']:.1f} clips/s (data wait {metrics['data_wait_share']:.0%}; "

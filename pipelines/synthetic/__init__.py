@@ -8,6 +8,13 @@ per-frame statistic separates a pair (a frame-order-agnostic model is at chance 
 Random value-noise/striped backgrounds, static distractor objects and a random camera pan (which
 moves background and distractors, never the class) keep it from being trivial.
 
+Families (``family=``, :mod:`pipelines.synthetic.families`): instead of the one fixed style
+above, draw each video's settings (shape, size, texture, speed, acceleration, background,
+clutter, camera pan and zoom, frame size and length, noise, quantiser) from a named family's
+declared ranges: ``train`` to tune a recipe on, ``heldout_*`` with disjoint ranges to judge it,
+one of them drawn by independent code (:mod:`pipelines.synthetic.sprites`). Same classes and
+twin pairs in every family; ``default`` is the style above, byte for byte.
+
 Written as H.264 mp4 plus a Kinetics-format CSV, so the real Kinetics reader and the whole
 preprocessing job run on it unchanged: ``{output}/{split}/{youtube_id}_{start:06d}_{end:06d}.mp4``
 and ``{output}/annotations.csv`` (``label,youtube_id,time_start,time_end,split``, all splits).
@@ -47,14 +54,9 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.config import ConfigError, load_config, to_dict
+from pipelines.data.twins import SYNTHETIC_TWINS
 
-PAIRS: tuple[tuple[str, str], ...] = (
-    ("move_left", "move_right"),
-    ("move_up", "move_down"),
-    ("recede", "approach"),
-    ("rotate_ccw", "rotate_cw"),
-    ("disappear", "appear"),
-)
+PAIRS = SYNTHETIC_TWINS  # (first, second): the second is rendered, the first reversed
 CSV_HEADER = ("label", "youtube_id", "time_start", "time_end", "split")
 CSV_NAME = "annotations.csv"
 PAIRS_PER_BATCH = 16  # video pairs per ffmpeg process (32 clips, ~25 MB of raw frames)
@@ -75,9 +77,17 @@ class SyntheticConfig:
     max_distractors: int = 3
     max_pan: float = 1.5  # camera pan speed bound, pixels per frame
     qp: int = 20  # x264 constant quantiser; frames are all-intra
+    # "default": the settings above; else a family of pipelines.synthetic.families.FAMILIES, which
+    # draws frame size, length, pan, clutter and quantiser per video (the fields above unused)
+    family: str = "default"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.family != "default":
+            from pipelines.synthetic.families import FAMILIES
+
+            if self.family not in FAMILIES:
+                problems.append(f"family must be default or one of {sorted(FAMILIES)}")
         if not 1 <= self.num_pairs <= len(PAIRS):
             problems.append(f"num_pairs must be 1..{len(PAIRS)}")
         if len(self.splits) != len(self.videos_per_class) or not self.splits:
@@ -124,15 +134,26 @@ def _upsample(grid: np.ndarray, height: int, width: int) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A random colour texture: multi-octave value noise, optionally with stripes or checks."""
+def _background(rng: np.random.Generator, height: int, width: int, kind: int | None = None
+                ) -> np.ndarray:
+    """A random colour texture: multi-octave value noise, optionally with stripes or checks.
+
+    ``kind`` (0 noise, 1 stripes, 2 checks, 3 noise with soft blobs) is drawn when not given.
+    """
     noise = np.zeros((height, width, 3))
     for cells, weight in ((3, 0.5), (7, 0.3), (17, 0.2)):
         noise += weight * _upsample(rng.random((cells + 1, cells + 1, 3)), height, width)
     low, high = rng.random(3) * 0.5, 0.5 + rng.random(3) * 0.5
     texture = low + (high - low) * noise
-    kind = int(rng.integers(3))
-    if kind:
+    kind = int(rng.integers(3)) if kind is None else kind
+    if kind == 3:  # soft blobs of other colours
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+        for _ in range(int(rng.integers(3, 7))):
+            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+            r = float(rng.uniform(0.08, 0.2)) * min(height, width)
+            weight = np.clip(1.2 - np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / r, 0, 1)[..., None]
+            texture = texture * (1 - weight) + rng.random(3) * weight
+    elif kind:
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
         period = float(rng.uniform(6, 20))
         if kind == 1:  # oriented stripes
@@ -152,6 +173,7 @@ class _Shape:
     marker: np.ndarray  # (3,)
     stripe_period: float
     stripe_angle: float
+    texture: int = 0  # 0 stripes, 1 checks, 2 solid, 3 radial bands
 
 
 def _random_shape(rng: np.random.Generator, radius: float) -> _Shape:
@@ -172,6 +194,19 @@ def _signed_distance(kind: int, u: np.ndarray, v: np.ndarray, r: float) -> np.nd
     if kind == 3:
         return np.minimum(np.maximum(au - r, av - 0.35 * r), np.maximum(au - 0.35 * r, av - r))
     return np.abs(np.sqrt(u * u + v * v) - 0.65 * r) - 0.35 * r
+
+
+def _texture(shape: _Shape, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """0/1 pattern in the shape's own coordinates (which of its two colours a pixel takes)."""
+    if shape.texture == 2:
+        return np.zeros_like(u)
+    along = u * math.cos(shape.stripe_angle) + v * math.sin(shape.stripe_angle)
+    if shape.texture == 0:
+        return along // shape.stripe_period % 2
+    if shape.texture == 1:
+        across = v * math.cos(shape.stripe_angle) - u * math.sin(shape.stripe_angle)
+        return (along // shape.stripe_period + across // shape.stripe_period) % 2
+    return np.sqrt(u * u + v * v) // (0.5 * shape.stripe_period) % 2
 
 
 def _draw(frames: np.ndarray, shape: _Shape, cx: np.ndarray, cy: np.ndarray, scale: np.ndarray,
@@ -199,8 +234,7 @@ def _draw(frames: np.ndarray, shape: _Shape, cx: np.ndarray, cy: np.ndarray, sca
     v = (cos * dy - sin * dx) / s
     coverage = np.clip(0.5 - _signed_distance(shape.kind, u, v, shape.radius) * s, 0.0, 1.0)
     coverage *= alpha[:, None, None]
-    along = u * math.cos(shape.stripe_angle) + v * math.sin(shape.stripe_angle)
-    stripe = (along // shape.stripe_period % 2)[..., None]
+    stripe = _texture(shape, u, v)[..., None]
     color = shape.colors[0] * (1 - stripe) + shape.colors[1] * stripe
     mu, mv = u - 0.55 * shape.radius, v
     marker = np.clip(0.5 - (np.sqrt(mu * mu + mv * mv) - 0.22 * shape.radius) * s, 0, 1)[..., None]
@@ -251,8 +285,24 @@ def render_pair(config: SyntheticConfig, split: str, pair: int, index: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames ``(T, H, W, 3)`` uint8 of one sample of ``PAIRS[pair][1]`` and of its twin.
 
-    The twin (class ``PAIRS[pair][0]``) is the exact frame reversal of the first video.
+    The twin (class ``PAIRS[pair][0]``) is the exact frame reversal of the first video, except in
+    a family whose twins are made by reversed motion (its own scene; ``families`` says which).
     """
+    (forward, _), (twin, _) = _render_videos(config, split, pair, index)
+    return forward, twin
+
+
+def _render_videos(config: SyntheticConfig, split: str, pair: int, index: int
+                   ) -> tuple[tuple[np.ndarray, int], tuple[np.ndarray, int]]:
+    """:func:`render_pair`'s two videos, each with the x264 quantiser it is encoded with."""
+    if config.family != "default":
+        return _render_family_pair(config, split, pair, index)
+    forward, twin = _render_default_pair(config, split, pair, index)
+    return (forward, config.qp), (twin, config.qp)
+
+
+def _render_default_pair(config: SyntheticConfig, split: str, pair: int, index: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
     rng = _sample_rng(config, split, pair, index)
     n, h, w = config.num_frames, config.height, config.width
     t = np.arange(n, dtype=np.float64)
@@ -274,6 +324,26 @@ def render_pair(config: SyntheticConfig, split: str, pair: int, index: int
     return forward, forward[::-1].copy()
 
 
+def _render_family_pair(config: SyntheticConfig, split: str, pair: int, index: int
+                        ) -> tuple[tuple[np.ndarray, int], tuple[np.ndarray, int]]:
+    """:func:`_render_videos` for a family: settings drawn per video, then its renderer."""
+    from pipelines.synthetic import scenes, sprites
+    from pipelines.synthetic.families import FAMILIES, draw_settings
+
+    family = FAMILIES[config.family]
+    rng = _sample_rng(config, split, pair, index)
+    settings = draw_settings(family, rng)
+    if family.renderer == "shapes":
+        forward = scenes.render(settings, pair, rng)
+    else:
+        forward = sprites.render(settings, pair, 1, rng)
+    if family.twins == "reversal":
+        return (forward, settings.qp), (forward[::-1].copy(), settings.qp)
+    twin_rng = np.random.default_rng([config.seed, zlib.crc32(split.encode()), pair, index, 2])
+    twin = draw_settings(family, twin_rng)
+    return (forward, settings.qp), (sprites.render(twin, pair, 0, twin_rng), twin.qp)
+
+
 # ------------------------------------------------------------------------------ samples
 
 
@@ -287,6 +357,7 @@ class Sample:
     time_end: int
     split: str
     frames: np.ndarray
+    qp: int = 20  # the x264 quantiser it is encoded with
 
     @property
     def file_name(self) -> str:
@@ -303,14 +374,14 @@ def _youtube_id(config: SyntheticConfig, split: str, pair: int, index: int, side
 def pair_samples(config: SyntheticConfig, split: str, pair: int, index: int
                  ) -> tuple[Sample, Sample]:
     """The rendered sample and its reversed twin, with ids and Kinetics-style times."""
-    forward, backward = render_pair(config, split, pair, index)
+    forward, backward = _render_videos(config, split, pair, index)
     times = np.random.default_rng([config.seed, zlib.crc32(split.encode()), pair, index, 1])
-    duration = math.ceil(config.num_frames / config.fps)
     out = []
-    for side, frames in ((1, forward), (0, backward)):
+    for side, (frames, qp) in ((1, forward), (0, backward)):
+        duration = math.ceil(len(frames) / config.fps)
         start = int(times.integers(0, 600))
         out.append(Sample(PAIRS[pair][side], _youtube_id(config, split, pair, index, side),
-                          start, start + duration, split, frames))
+                          start, start + duration, split, frames, qp))
     return out[0], out[1]
 
 
@@ -409,8 +480,12 @@ def _write_batch(config: SyntheticConfig, root: Path,
     """Render and encode a batch of pairs of one split; returns the samples without frames."""
     split, items = job
     samples = [s for pair, index in items for s in pair_samples(config, split, pair, index)]
-    encode_mp4s([s.frames for s in samples], [root / split / s.file_name for s in samples],
-                fps=config.fps, qp=config.qp)
+    groups: dict[tuple, list[Sample]] = {}  # one ffmpeg per frame shape and quantiser
+    for s in samples:
+        groups.setdefault((s.frames.shape, s.qp), []).append(s)
+    for (_, qp), group in groups.items():
+        encode_mp4s([s.frames for s in group], [root / split / s.file_name for s in group],
+                    fps=config.fps, qp=qp)
     return [dataclasses.replace(s, frames=np.empty(0, np.uint8)) for s in samples]
 
 
@@ -474,6 +549,3 @@ def main(argv: list[str] | None = None) -> int:
     print(csv_path)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
