@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from pipelines.synthetic import _background, _draw, _random_shape, _Shape
+from pipelines.synthetic.drawing import _background, _draw, _random_shape, _Shape
 from pipelines.synthetic.families import Settings, add_noise, progress
 
 SHAPE_KINDS = {"disk": 0, "square": 1, "diamond": 2, "cross": 3, "ring": 4}
