@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import ray
 
-    from pipelines.train.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.train.config import TrainConfig
     from pipelines.train.trainer import run_training
 
     before = machine_state()
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if (variant, seed) in done:
                 continue
             began = time.perf_counter()
-            cfg = resolve_config("jobs/configs/train/synthetic_demo.yaml", [
+            cfg = load_config(TrainConfig, "jobs/configs/train/synthetic_demo.yaml", [
                 f"model.name={variant}", f"seed={seed}", f"epochs={args.epochs}",
                 f"data.root={shards}", f"data.clip.size={args.size}",
                 f"data.clip.resize={args.size}", f"data.eval_every={args.epochs}",

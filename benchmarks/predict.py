@@ -30,14 +30,16 @@ from benchmarks.common import format_table, machine_state, write_result
 
 def _export(path: Path, classes: tuple[str, ...], frames: int, size: int) -> str:
     from pipelines.loader.clips import ClipSettings
-    from pipelines.preprocess.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.preprocess.config import PreprocessConfig
     from tsi_model import get_model
     from tsi_model.weights import save_checkpoint
 
     options = {"num_classes": len(classes), "num_frames": frames, "width": 16,
                "layers": [1, 1, 1, 1], "dropout": 0.0}
     model = get_model("tsi_r50", **options)
-    media = dataclasses.asdict(resolve_config("jobs/configs/preprocess/synthetic.yaml").media)
+    media = dataclasses.asdict(
+        load_config(PreprocessConfig, "jobs/configs/preprocess/synthetic.yaml").media)
     clip = ClipSettings(frames=frames, size=size, resize=size, flip=False).to_dict()
     return str(save_checkpoint(model, path, model_name="tsi_r50", options=options,
                                classes=list(classes), clip=clip, media=media, task="bench"))

@@ -37,7 +37,8 @@ from benchmarks.common import machine_state  # noqa: E402
 from pipelines.media._proc import run_tool  # noqa: E402
 from pipelines.media.decode import DecodeOptions, build_command  # noqa: E402
 from pipelines.media.probe import probe, probe_argv  # noqa: E402
-from pipelines.preprocess.config import resolve_config  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
+from pipelines.preprocess.config import PreprocessConfig  # noqa: E402
 from pipelines.preprocess.job import run_preprocess  # noqa: E402
 
 KINETICS_VIDEOS = 240_000
@@ -89,7 +90,7 @@ def floor_loop(paths: list[Path], options: DecodeOptions) -> dict:
 
 def ray_job(csv_path: Path, videos: Path, output: Path, options: DecodeOptions, workers: int,
             per_shard: int) -> dict:
-    cfg = resolve_config(None, {
+    cfg = load_config(PreprocessConfig, None, flags={
         "dataset": "bench", "format": "csv", "annotations": [str(csv_path)],
         "videos": str(videos), "output": str(output),
         "media": dataclasses.asdict(options),

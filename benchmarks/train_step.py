@@ -69,14 +69,15 @@ def _ray_worker(config: dict[str, Any]) -> None:
     """Inside a Ray Train worker: the platform's engine, timed per step."""
     import ray.train
 
-    from pipelines.train.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.train.config import TrainConfig
     from pipelines.train.engine import make_engine, pick_device
     from tsi_model import normalize_clip
 
     args = argparse.Namespace(**config["args"])
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = resolve_config(None, [f"data.batch_size={args.batch}", "optim.grad_clip=null",
+    cfg = load_config(TrainConfig, None, [f"data.batch_size={args.batch}", "optim.grad_clip=null",
                                 f"deepspeed.zero_stage={args.zero}", "deepspeed.precision=fp32"])
     device = pick_device(cfg)
     engine = make_engine(cfg, _model(args, config["name"]), 0.01, device)

@@ -14,24 +14,32 @@ Exit status: 0 evaluated; 1 failed; 2 bad input (config, data, model, store, cla
 """
 from __future__ import annotations
 
+import argparse
 import sys
+
+from pipelines import cli
+from pipelines.ops import cli as ops_cli
+
+# flag dest -> the config key it sets
+FLAGS = {"model": "model", "experiment": "experiment", **ops_cli.EVAL_FLAGS, **ops_cli.STORE_FLAGS}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m jobs.evaluate", __doc__, configs="jobs/configs/ops/evaluate_*.yaml")
+    p.add_argument("--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model.pt")
+    p.add_argument("--experiment", help="MLflow experiment (default {task}-evaluation)")
+    ops_cli.add_shared_flags(p)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.ops import cli
-
-    p = cli.parser("python -m jobs.evaluate", __doc__)
-    p.add_argument("--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model.pt")
-    p.add_argument("--experiment", help="MLflow experiment (default {task}-evaluation)")
-    args = cli.parse(p, argv)
+    args = parser().parse_args(argv)
 
     def body() -> int:
         from pipelines.ops.evaluate import EvaluateConfig, evaluate_model
         from pipelines.report import format_table
 
-        cfg = cli.resolve(EvaluateConfig, args, {"model": "model", "experiment": "experiment",
-                                                 **cli.EVAL_FLAGS, **cli.STORE_FLAGS})
-        scored = evaluate_model(cfg)
+        scored = evaluate_model(cli.resolve_config(EvaluateConfig, args, FLAGS))
         m = scored.metrics
         print(format_table([{"model": scored.model.label, "split": scored.split.split,
                              "protocol": scored.protocol, "videos": m.videos, "top-1": m.top1,
@@ -39,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                              "MLflow run": scored.run_id}]))
         return cli.EXIT_OK
 
-    return cli.run(body)
+    return cli.run(body, ops_cli.exit_codes(), explain=ops_cli.permission_denied)
 
 
 if __name__ == "__main__":

@@ -14,38 +14,36 @@ not match what the promoter recorded.
 """
 from __future__ import annotations
 
-import shutil
+import argparse
 import sys
-from pathlib import Path
+
+from pipelines import cli
+from pipelines.ops import cli as ops_cli
+
+# flag dest -> the config key it sets
+FLAGS = {"model": "model", "dest": "dest", **ops_cli.STORE_FLAGS}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pipelines.ops import cli
-
+def parser() -> argparse.ArgumentParser:
     p = cli.parser("python -m jobs.fetch_model", __doc__)
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS or models:/NAME/VERSION")
     p.add_argument("--dest", required=True, help="an empty or missing folder")
-    args = cli.parse(p, argv, eval_flags=False)
+    ops_cli.add_shared_flags(p, eval_flags=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     def body() -> int:
-        from pipelines.tracking.models import resolve_model
-        from pipelines.ops.store import StoreSettings, open_store
+        from pipelines.ops.fetch import FetchConfig, fetch_served_model
 
-        dest = Path(args.dest)
-        if dest.exists() and any(dest.iterdir()):
-            raise ValueError(f"{dest} is not empty")
-        store, client = open_store(StoreSettings(tracking_uri=args.tracking_uri,
-                                                 storage=args.storage or "runs/train"))
-        ref = resolve_model(args.model, client, store.uri)
-        if ref.served_dir is None:
-            raise ValueError(f"{args.model}: only production versions built by promotion are "
-                             "served")
-        shutil.copytree(ref.served_dir, dest, dirs_exist_ok=True)
+        ref, dest = fetch_served_model(cli.resolve_config(FetchConfig, args, FLAGS))
         print(f"{ref.label}: every file verified; serve with\n  mlflow models serve -m {dest} "
               "--env-manager local")
         return cli.EXIT_OK
 
-    return cli.run(body)
+    return cli.run(body, ops_cli.exit_codes(), explain=ops_cli.permission_denied)
 
 
 if __name__ == "__main__":

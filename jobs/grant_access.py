@@ -8,51 +8,49 @@
 Creates both registered models and the experiments of the task as the admin, the two users (or
 updates their passwords), and grants: the trainer EDIT on ``{task}-candidates`` and READ on
 ``{task}``, EDIT on the experiments ``{task}`` and ``{task}-evaluation``; the promoter EDIT on
-both registered models and on the experiments ``{task}-promotion`` and ``{task}-nightly``. Only the promoter can then move ``{task}@champion``. Passwords are read
-from the environment (Kubernetes Secrets in the deployment), never from arguments.
+both registered models and on the experiments ``{task}-promotion`` and ``{task}-nightly``.
+Only the promoter can then move ``{task}@champion``. Passwords are read from the environment
+(Kubernetes Secrets in the deployment), never from arguments or config.
+Config: ``pipelines.tracking.access.GrantConfig``.
 
 Exit status: 0 granted; 1 the server refused or failed; 2 missing input.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from pipelines import cli
+
+# flag dest -> the config key it sets
+FLAGS = {"tracking_uri": "tracking_uri", "task": "task", "trainer": "trainer",
+         "promoter": "promoter"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m jobs.grant_access", __doc__)
+    p.add_argument("--tracking-uri", help="the MLflow server (default MLFLOW_TRACKING_URI)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--trainer", help="training identity's user name (default tsi-trainer)")
+    p.add_argument("--promoter", help="promotion identity's user name (default tsi-promoter)")
+    cli.add_overrides(p)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.grant_access", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
-    p.add_argument("--task", required=True)
-    p.add_argument("--trainer", default="tsi-trainer", help="training identity's user name")
-    p.add_argument("--promoter", default="tsi-promoter", help="promotion identity's user name")
-    args = p.parse_args(argv)
-    from pipelines.report import format_table, start_job_logging
+    args = parser().parse_args(argv)
 
-    start_job_logging()
-    missing = [name for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                                 "TSI_TRAINER_PASSWORD", "TSI_PROMOTER_PASSWORD")
-               if not os.environ.get(name)]
-    if not args.tracking_uri or missing:
-        print(f"error: set --tracking-uri and {', '.join(missing) or 'the passwords'} in the "
-              "environment", file=sys.stderr)
-        return 2
-    from pipelines.tracking.access import Identity, grant_task_access
+    def body() -> int:
+        from pipelines.report import format_table
+        from pipelines.tracking.access import GrantConfig, grant_from_environment
 
-    try:
-        grants = grant_task_access(args.tracking_uri, args.task,
-                                   Identity(args.trainer, os.environ["TSI_TRAINER_PASSWORD"]),
-                                   Identity(args.promoter, os.environ["TSI_PROMOTER_PASSWORD"]))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the server's refusal or failure, in one line
-        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
-        return 1
-    print(format_table([{"user": user, "resource": name, "permission": permission}
-                        for user, models in grants.items() for name, permission in models.items()]))
-    return 0
+        grants = grant_from_environment(cli.resolve_config(GrantConfig, args, FLAGS))
+        print(format_table([{"user": user, "resource": name, "permission": permission}
+                            for user, models in grants.items()
+                            for name, permission in models.items()]))
+        return cli.EXIT_OK
+
+    return cli.run(body, {ValueError: cli.EXIT_BAD_INPUT})
 
 
 if __name__ == "__main__":

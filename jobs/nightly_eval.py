@@ -21,14 +21,23 @@ acknowledged.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
+from pipelines import cli
+from pipelines.ops import cli as ops_cli
 
-def main(argv: list[str] | None = None) -> int:
-    from pipelines.ops import cli
+# flag dest -> the config key it sets
+FLAGS = {"task": "task", "tolerance": "tolerance", "accept_data_change": "accept_data_change",
+         "cumulative_tolerance": "cumulative_tolerance", "webhook_url": "webhook_url",
+         "acknowledge": "acknowledge", "reason": "reason", "promote": "promote",
+         **ops_cli.EVAL_FLAGS, **ops_cli.STORE_FLAGS}
 
-    p = cli.parser("python -m jobs.nightly_eval", __doc__)
-    cli.add_task_flag(p)
+
+def parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m jobs.nightly_eval", __doc__,
+                   configs="jobs/configs/ops/nightly_*.yaml")
+    ops_cli.add_task_flag(p)
     p.add_argument("--tolerance", type=float, help="largest top-1 drop that is not an alarm")
     p.add_argument("--cumulative-tolerance", type=float,
                    help="largest top-1 drop against the promotion score")
@@ -38,18 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accept-data-change", action="store_true",
                    help="a changed evaluation set becomes the new baseline")
     p.add_argument("--promote", action="store_true", help="gate the candidate afterwards")
-    args = cli.parse(p, argv)
+    ops_cli.add_shared_flags(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     def body() -> int:
         from pipelines.ops.nightly import NightlyConfig, run_nightly
         from pipelines.report import format_table
 
-        cfg = cli.resolve(NightlyConfig, args, {
-            "task": "task", "tolerance": "tolerance", "accept_data_change": "accept_data_change",
-            "cumulative_tolerance": "cumulative_tolerance", "webhook_url": "webhook_url",
-            "acknowledge": "acknowledge", "reason": "reason",
-            "promote": "promote", **cli.EVAL_FLAGS, **cli.STORE_FLAGS})
-        report = run_nightly(cfg)
+        report = run_nightly(cli.resolve_config(NightlyConfig, args, FLAGS))
         rows = [{"alias": alias, "model": s.model.label, "top-1": s.metrics.top1,
                  "videos": s.metrics.videos, "MLflow run": s.run_id}
                 for alias, s in (("champion", report.champion), ("candidate", report.candidate))
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             return cli.EXIT_DECISION
         return cli.EXIT_OK
 
-    return cli.run(body)
+    return cli.run(body, ops_cli.exit_codes(), explain=ops_cli.permission_denied)
 
 
 if __name__ == "__main__":

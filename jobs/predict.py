@@ -17,44 +17,36 @@ videos could not be read (each has its error; the others are predicted).
 """
 from __future__ import annotations
 
-import os
-import re
+import argparse
 import sys
 
+from pipelines import cli
+from pipelines.ops import cli as ops_cli
 
-_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
+# flag dest -> the config key it sets (``videos``: the inputs that are not overrides)
+FLAGS = {"model": "model", "list": "list", "output": "output", "top_k": "top_k",
+         "actors": "actors", "videos": "videos", **ops_cli.STORE_FLAGS}
 
 
-def _is_override(arg: str) -> bool:
-    """``key.sub=value``, unless a file of that name exists (``v=1.mp4`` is a video then)."""
-    return bool(_OVERRIDE.match(arg)) and not os.path.lexists(arg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from pipelines.ops import cli
-
+def parser() -> argparse.ArgumentParser:
     p = cli.parser("python -m jobs.predict", __doc__)
     p.add_argument("--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model.pt")
     p.add_argument("--list", help="a CSV of video paths or a folder (Ray Data batch job)")
     p.add_argument("--output", help="parquet folder for --list")
     p.add_argument("--top-k", type=int, help="labels per video (top_k, default 5)")
     p.add_argument("--actors", type=int, help="model actors for --list (actors)")
-    cli.add_store_flags(p)
-    p.add_argument("inputs", nargs="*", metavar="VIDEO|key.sub=value",
-                   help="video files and config overrides; everything after -- is a video")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cut = argv.index("--") if "--" in argv else len(argv)
-    args = p.parse_args(argv[:cut])
-    args.overrides = [a for a in args.inputs if _is_override(a)]
-    args.videos = [a for a in args.inputs if not _is_override(a)] + argv[cut + 1:] or None
+    ops_cli.add_videos(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = ops_cli.parse_videos(parser(), argv)
 
     def body() -> int:
         from pipelines.ops.predict import PredictConfig, run_predict
         from pipelines.report import format_table
 
-        cfg = cli.resolve(PredictConfig, args, {
-            "model": "model", "list": "list", "output": "output", "top_k": "top_k",
-            "actors": "actors", "videos": "videos", **cli.STORE_FLAGS})
+        cfg = cli.resolve_config(PredictConfig, args, FLAGS)
         result = run_predict(cfg)
         if isinstance(result, dict):
             print(f"predicted {result['videos'] - result['failed']} of {result['videos']} videos "
@@ -67,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                              "error": r.error or ""} for r in result]))
         return cli.EXIT_DECISION if any(r.error for r in result) else cli.EXIT_OK
 
-    return cli.run(body)
+    return cli.run(body, ops_cli.exit_codes(), explain=ops_cli.permission_denied)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,21 @@ import argparse
 import json
 import sys
 
+from pipelines import cli
+from pipelines.cli import EXIT_BAD_INPUT, EXIT_OK
+
 FORMATS = ("kinetics", "ssv1", "ssv2", "ucf101", "hmdb51", "csv")
-EXIT_OK, EXIT_SHARD_FAILED, EXIT_BAD_INPUT, EXIT_NOTHING_STORED, EXIT_LOCKED = 0, 1, 2, 3, 4
+# this job's own meanings of 1 and 3, and its 4
+EXIT_SHARD_FAILED, EXIT_NOTHING_STORED, EXIT_LOCKED = 1, 3, 4
+# flag dest -> the config key it sets
+FLAGS = {"format": "format", "annotations": "annotations", "videos": "videos",
+         "output": "output", "split": "split", "classes": "classes", "dataset": "dataset",
+         "untrimmed": "untrimmed", "overwrite": "overwrite", "workers": "ray.workers"}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jobs.preprocess", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m jobs.preprocess", __doc__,
+                   configs="jobs/configs/preprocess/*.yaml")
     p.add_argument("--format", choices=FORMATS, help="annotation format")
     p.add_argument("--annotations", nargs="+", metavar="PATH",
                    help="annotation file(s), folder or glob; local or URI")
@@ -42,58 +50,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", help="dataset name recorded in every sample")
     p.add_argument("--overwrite", action="store_true",
                    help="delete a split's existing output when its plan differs")
-    p.add_argument("--config", help="YAML config (jobs/configs/preprocess/*.yaml)")
     p.add_argument("--summary-json", help="also write the job summary to this local file")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    return p.parse_args(argv)
-
-
-def _flags(args: argparse.Namespace) -> dict:
-    flags: dict = {}
-    for name in ("format", "videos", "output", "split", "classes", "dataset"):
-        if getattr(args, name) is not None:
-            flags[name] = getattr(args, name)
-    if args.annotations:
-        flags["annotations"] = list(args.annotations)
-    if args.untrimmed:
-        flags["untrimmed"] = True
-    if args.overwrite:
-        flags["overwrite"] = True
-    if args.workers is not None:
-        flags["ray"] = {"workers": args.workers}
-    return flags
+    cli.add_overrides(p)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.report import start_job_logging
-
-    args = parse_args(argv)
-    start_job_logging()
-    from pipelines.config import ConfigError
+    args = parser().parse_args(argv)
     from pipelines.data.annotations import AnnotationError
     from pipelines.data.classes import ClassMapError
-    from pipelines.preprocess.config import resolve_config
+    from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.job import OutputLocked, PreprocessError, run_preprocess, summary_dict
 
-    try:
-        summary = run_preprocess(resolve_config(args.config, _flags(args), args.overrides))
-    except OutputLocked as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except (ConfigError, AnnotationError, ClassMapError, PreprocessError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(summary.format())
-    if args.summary_json:
-        with open(args.summary_json, "w", encoding="utf-8") as fh:
-            json.dump(summary_dict(summary), fh, indent=1, ensure_ascii=False)
-    if not summary.ok:
-        return EXIT_SHARD_FAILED
-    if summary.stored == 0:
-        print("error: nothing was stored: every input row was rejected (reasons above and in the "
-              "manifest); check --videos and --annotations", file=sys.stderr)
-        return EXIT_NOTHING_STORED
-    return EXIT_OK
+    def body() -> int:
+        summary = run_preprocess(cli.resolve_config(PreprocessConfig, args, FLAGS))
+        print(summary.format())
+        if args.summary_json:
+            with open(args.summary_json, "w", encoding="utf-8") as fh:
+                json.dump(summary_dict(summary), fh, indent=1, ensure_ascii=False)
+        if not summary.ok:
+            return EXIT_SHARD_FAILED
+        if summary.stored == 0:
+            print("error: nothing was stored: every input row was rejected (reasons above and "
+                  "in the manifest); check --videos and --annotations", file=sys.stderr)
+            return EXIT_NOTHING_STORED
+        return EXIT_OK
+
+    return cli.run(body, {OutputLocked: EXIT_LOCKED,
+                          (AnnotationError, ClassMapError, PreprocessError): EXIT_BAD_INPUT})
 
 
 if __name__ == "__main__":

@@ -22,28 +22,37 @@ Exit status: 0 promoted (or rolled back); 1 failed; 2 bad input or an incomparab
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
+from pipelines import cli
+from pipelines.ops import cli as ops_cli
 
-def main(argv: list[str] | None = None) -> int:
-    from pipelines.ops import cli
+# flag dest -> the config key it sets
+FLAGS = {"task": "task", "candidate": "candidate", "new_task": "new_task", "rollback": "rollback",
+         "allow_rejected": "allow_rejected", **ops_cli.EVAL_FLAGS, **ops_cli.STORE_FLAGS}
 
-    p = cli.parser("python -m jobs.promote", __doc__)
-    cli.add_task_flag(p)
+
+def parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m jobs.promote", __doc__, configs="jobs/configs/ops/promote_*.yaml")
+    ops_cli.add_task_flag(p)
     p.add_argument("--candidate", help="a candidate version URI (default @candidate)")
     p.add_argument("--new-task", action="store_true", help="accept another class map / inputs")
     p.add_argument("--allow-rejected", action="store_true",
                    help="evaluate weights a rollback rejected (recorded with the decision)")
     p.add_argument("--rollback", action="store_true", help="restore @previous-champion")
     p.add_argument("--reason", default="rolled back", help="why (recorded on a rollback)")
-    args = cli.parse(p, argv)
+    ops_cli.add_shared_flags(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     def body() -> int:
         from pipelines.ops.promote import PromoteConfig, promote, rollback
-        cfg = cli.resolve(PromoteConfig, args, {
-            "task": "task", "candidate": "candidate", "new_task": "new_task",
-            "rollback": "rollback", "allow_rejected": "allow_rejected", **cli.EVAL_FLAGS,
-            **cli.STORE_FLAGS})
+
+        cfg = cli.resolve_config(PromoteConfig, args, FLAGS)
         if cfg.rollback:
             print(rollback(cfg, args.reason))
             return cli.EXIT_OK
@@ -51,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(result.table())
         return cli.EXIT_OK if result.promoted else cli.EXIT_DECISION
 
-    return cli.run(body)
+    return cli.run(body, ops_cli.exit_codes(), explain=ops_cli.permission_denied)
 
 
 if __name__ == "__main__":

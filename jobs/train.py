@@ -22,60 +22,38 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipelines import cli
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML config (jobs/configs/train/*.yaml)")
+# flag dest -> the config key it sets
+FLAGS = {"data": "data.root", "name": "run.name", "storage": "run.storage_path",
+         "workers": "scaling.num_workers", "gpu": "scaling.use_gpu"}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m jobs.train", __doc__, configs="jobs/configs/train/*.yaml")
     p.add_argument("--data", help="dataset root written by jobs.preprocess (data.root)")
     p.add_argument("--name", help="run name; an existing one resumes (run.name)")
     p.add_argument("--workers", type=int, help="Ray Train workers (scaling.num_workers)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 (scaling.use_gpu)")
     p.add_argument("--storage", help="where runs and checkpoints live (run.storage_path)")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    return p.parse_args(argv)
-
-
-def _flags(args: argparse.Namespace) -> dict:
-    flags: dict = {}
-    if args.data:
-        flags.setdefault("data", {})["root"] = args.data
-    if args.name:
-        flags.setdefault("run", {})["name"] = args.name
-    if args.storage:
-        flags.setdefault("run", {})["storage_path"] = args.storage
-    if args.workers is not None:
-        flags.setdefault("scaling", {})["num_workers"] = args.workers
-    if args.gpu:
-        flags.setdefault("scaling", {})["use_gpu"] = True
-    return flags
+    cli.add_overrides(p)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.report import start_job_logging
-
-    args = parse_args(argv)
-    start_job_logging()
-    from pipelines.config import ConfigError
-    from pipelines.train.config import resolve_config
-    from pipelines.tracking import make_tracking
+    args = parser().parse_args(argv)
+    from pipelines.tracking import train_tracked
     from pipelines.tracking.connection import TrackingUnavailable
-    from pipelines.train.trainer import ExportCheckFailed, TrainingError, run_training
+    from pipelines.train.config import TrainConfig
+    from pipelines.train.trainer import ExportCheckFailed, TrainingError
 
-    try:
-        cfg = resolve_config(args.config, args.overrides, flags=_flags(args))
-        result = run_training(cfg, tracking=make_tracking(cfg))
-    except (ConfigError, FileNotFoundError, ValueError, TrackingUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ExportCheckFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"[train] {result.run_name}: exported {result.export_path}")
-    return 0
+    def body() -> int:
+        result = train_tracked(cli.resolve_config(TrainConfig, args, FLAGS))
+        print(f"[train] {result.run_name}: exported {result.export_path}")
+        return cli.EXIT_OK
+
+    return cli.run(body, {(FileNotFoundError, ValueError, TrackingUnavailable): cli.EXIT_BAD_INPUT,
+                          ExportCheckFailed: cli.EXIT_DECISION, TrainingError: cli.EXIT_FAILED})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Typed, frozen dataclass configs loaded from YAML with ``key.sub=value`` CLI overrides.
 
-Every job parses its config through :func:`load_config` so a config file, its defaults and the
-overrides given on the command line resolve the same way everywhere, and an unknown or mistyped
-key is an error instead of a silently ignored setting.
+Every job resolves its config through :func:`load_config` (``pipelines.cli.resolve_config``) so
+a config file, its defaults and the overrides given on the command line resolve the same way
+everywhere, and an unknown or mistyped key is an error instead of a silently ignored setting.
 """
 from __future__ import annotations
 
@@ -313,13 +313,3 @@ def load_config(
     refuse_non_finite(tree)
     return from_dict(cls, tree)
 
-
-def parse_job_config(cls: type[T], description: str | None, argv: list[str] | None = None) -> T:
-    """The command line every config-only job shares: ``[--config FILE] [key.sub=value ...]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help=f"YAML file with {cls.__name__} fields")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-    args = parser.parse_args(argv)
-    return load_config(cls, args.config, args.overrides)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import load_config
 from pipelines.ops.gate import GateConfig
 from pipelines.synthetic import SyntheticConfig, class_names
 
@@ -87,7 +88,7 @@ class DemoReport:
 
 def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Path) -> None:
     """The Ray preprocessing job on the generated dataset (also used by benchmarks.ablation)."""
-    from pipelines.preprocess.config import resolve_config
+    from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.job import run_preprocess
 
     # stored at the generated size (a family draws a size per video: each keeps its own)
@@ -96,7 +97,7 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
     flags = {"format": "kinetics", "annotations": [str(csv_path)], "videos": str(videos),
              "output": str(shards), "ray": {"workers": cfg.workers},
              "media": {"short_side": native}}
-    summary = run_preprocess(resolve_config(cfg.preprocess_config, flags))
+    summary = run_preprocess(load_config(PreprocessConfig, cfg.preprocess_config, flags=flags))
     print(summary.format(), flush=True)
     if not summary.ok or summary.stored == 0:
         raise RuntimeError("preprocessing did not complete; re-run the demo to resume it")
@@ -108,16 +109,15 @@ def train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path)
     from pipelines.data.twins import twins_in
     from pipelines.evaluation import pair_metrics
     from pipelines.evaluation.exported import evaluate_export
-    from pipelines.tracking import make_tracking
-    from pipelines.train.config import resolve_config
-    from pipelines.train.trainer import run_training
+    from pipelines.tracking import train_tracked
+    from pipelines.train.config import TrainConfig
 
     overrides = [*cfg.train_overrides, f"model.name={model}", f"data.root={shards}",
                  f"data.eval_split={cfg.eval_split}", f"run.storage_path={storage}",
                  f"scaling.num_workers={cfg.workers}", f"task={cfg.task}"]
     began = time.perf_counter()
-    train_cfg = resolve_config(cfg.train_config, overrides)
-    result = run_training(train_cfg, tracking=make_tracking(train_cfg))
+    train_cfg = load_config(TrainConfig, cfg.train_config, overrides)
+    result = train_tracked(train_cfg)
     seconds = time.perf_counter() - began
     evaluation = evaluate_export(result.export_path, str(shards), cfg.eval_split)
     pairs = pair_metrics(evaluation.predictions, evaluation.classes, twins_in(evaluation.classes))
@@ -214,9 +214,9 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
 
 def _tracking_uri(cfg: DemoConfig, storage: Path) -> str | None:
     from pipelines.tracking.connection import resolve_store
-    from pipelines.train.config import resolve_config
+    from pipelines.train.config import TrainConfig
 
-    train_cfg = resolve_config(cfg.train_config, list(cfg.train_overrides))
+    train_cfg = load_config(TrainConfig, cfg.train_config, list(cfg.train_overrides))
     if train_cfg.tracking.backend != "mlflow":
         return None
     return resolve_store(train_cfg.tracking, str(storage)).uri

@@ -74,14 +74,16 @@ def tiny_train_overrides(shards, storage, **extra) -> list[str]:
 @pytest.fixture(scope="session")
 def synthetic_shards(ray_local, tmp_path_factory):
     """The synthetic temporal dataset (8 classes, 48 train / 24 val clips) as shards."""
-    from pipelines.preprocess.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.job import run_preprocess
     from pipelines.synthetic import SyntheticConfig, write_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     csv_path = write_dataset(SyntheticConfig(**TINY_SYNTHETIC), root / "videos", workers=2)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cfg = resolve_config(os.path.join(repo, "jobs/configs/preprocess/synthetic.yaml"), {
+    cfg = load_config(
+        PreprocessConfig, os.path.join(repo, "jobs/configs/preprocess/synthetic.yaml"), flags={
         "annotations": [str(csv_path)], "videos": str(root / "videos"),
         "output": str(root / "shards"), "media": {"short_side": 32},
         "sharding": {"videos_per_shard": 8}})
@@ -97,19 +99,21 @@ def trained(ray_local, synthetic_shards, tmp_path_factory):
 
     One after the other: run at the same time on 2 cores they took longer (121 s vs 112 s).
     """
+    from pipelines.config import load_config
     from pipelines.tracking import make_tracking
-    from pipelines.train.config import resolve_config
+    from pipelines.train.config import TrainConfig
     from pipelines.train.trainer import run_training
 
     storage = tmp_path_factory.mktemp("runs")
     # TSI is tracked in MLflow (the embedded sqlite store under the run storage) and registered
-    tsi_cfg = resolve_config(None, tiny_train_overrides(synthetic_shards, storage, **{
+    tsi_cfg = load_config(TrainConfig, None, tiny_train_overrides(synthetic_shards, storage, **{
         "model.name": "tsi_r50", "run.name": "tiny-tsi", "run.fail_at_step": 9,
         "deepspeed.zero_stage": 2, "task": "tsi-tiny", "tracking.backend": "mlflow",
         "tracking.backoff_s": 0.5}))
     tsi = run_training(tsi_cfg, tracking=make_tracking(tsi_cfg))
-    tsn = run_training(resolve_config(None, tiny_train_overrides(synthetic_shards, storage, **{
-        "model.name": "tsn_r50", "run.name": "tiny-tsn", "deepspeed.zero_stage": 1})))
+    tsn = run_training(load_config(TrainConfig, None, tiny_train_overrides(
+        synthetic_shards, storage, **{
+            "model.name": "tsn_r50", "run.name": "tiny-tsn", "deepspeed.zero_stage": 1})))
     return {"tsi": tsi, "tsn": tsn, "storage": storage, "shards": synthetic_shards}
 
 
@@ -199,26 +203,27 @@ def colour_models(ray_local, tmp_path_factory):
     import torch
 
     from colour_videos import write_colour_dataset
-    from pipelines.preprocess.config import resolve_config as preprocess_config
+    from pipelines.config import load_config
+    from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.job import run_preprocess
     from pipelines.tracking import make_tracking
     from pipelines.tracking.connection import resolve_store
     from pipelines.tracking.publish import publish_export
-    from pipelines.train.config import resolve_config
+    from pipelines.train.config import TrainConfig
     from pipelines.train.trainer import run_training
     from tsi_model.weights import CHECKPOINT_FORMAT, read_state_dict
 
     root = tmp_path_factory.mktemp("colour")
     csv_path = write_colour_dataset(root / "videos", {"train": 8, "val": 6})
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    summary = run_preprocess(preprocess_config(
-        os.path.join(repo, "jobs/configs/preprocess/synthetic.yaml"), {
+    summary = run_preprocess(load_config(
+        PreprocessConfig, os.path.join(repo, "jobs/configs/preprocess/synthetic.yaml"), flags={
             "annotations": [str(csv_path)], "videos": str(root / "videos"),
             "output": str(root / "shards"), "media": {"short_side": 32},
             "sharding": {"videos_per_shard": 8}}))
     assert summary.ok and summary.stored == 56
     storage = root / "runs"
-    cfg = resolve_config(None, tiny_train_overrides(root / "shards", storage, **{
+    cfg = load_config(TrainConfig, None, tiny_train_overrides(root / "shards", storage, **{
         "model.name": "tsn_r50", "scaling.num_workers": 0, "epochs": 5, "batches_per_epoch": 4,
         "run.name": "colour-good", "task": "ops-colour", "tracking.backend": "mlflow",
         "tracking.backoff_s": 0.5}))

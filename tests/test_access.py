@@ -125,7 +125,18 @@ def test_served_files_are_the_promoters_and_every_consumer_verifies_them(
     client = MlflowClient(url)
     data = ["--tracking-uri", url, "--data", str(world["shards"]), "eval.parts=1"]
 
-    _as(monkeypatch, *TRAINER)  # training's registration, then an evaluation: no 403
+    _as(monkeypatch, *TRAINER)  # a training run, registrations, then an evaluation: no 403
+    from conftest import tiny_train_overrides
+    from jobs.train import main as train
+
+    assert train(tiny_train_overrides(world["shards"], tmp_path / "runs", **{
+        "model.name": "tsn_r50", "scaling.num_workers": 0, "epochs": 1, "batches_per_epoch": 2,
+        "run.name": "as-the-trainer", "task": task, "tracking.backend": "mlflow",
+        "tracking.uri": url, "tracking.backoff_s": 0.5})) == 0, capsys.readouterr().err
+    [trainer_run] = client.search_runs(
+        [client.get_experiment_by_name(task).experiment_id],
+        filter_string="tags.`tsi.run_name` = 'as-the-trainer'")
+    assert trainer_run.info.status == "FINISHED" and "train_loss" in trainer_run.data.metrics
     bad = publish_export(Store(url, None), world["exports"]["broken"], retries=0).version
     good = publish_export(Store(url, None), world["exports"]["good"], retries=0).version
     assert evaluate(["--model", f"models:/{task}-candidates/{good}", *data]) == 0, \

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from pipelines.config import ConfigError, load_config
-from pipelines.preprocess.config import resolve_config
+from pipelines.preprocess.config import PreprocessConfig
 
 
 @dataclass(frozen=True)
@@ -52,37 +52,35 @@ def test_bad_values_name_the_key(overrides, message):
 
 
 def test_preprocess_config_flags_beat_yaml_and_overrides_beat_flags():
-    cfg = resolve_config(
-        "jobs/configs/preprocess/ssv2.yaml",
-        {"output": "/o", "ray": {"workers": 3}},
-        ["ray.workers=5", "media.short_side=128"],
-    )
+    cfg = load_config(PreprocessConfig, "jobs/configs/preprocess/ssv2.yaml",
+                      ["ray.workers=5", "media.short_side=128"],
+                      flags={"output": "/o", "ray": {"workers": 3}})
     assert cfg.output == "/o" and cfg.ray.workers == 5 and cfg.media.short_side == 128
     with pytest.raises(ConfigError, match="short_side"):
-        resolve_config(None, {}, ["media.short_side=7"])
+        load_config(PreprocessConfig, None, ["media.short_side=7"])
 
 
 def test_every_shipped_config_resolves():
     from pathlib import Path
 
-    from jobs.demo import DemoConfig
     from pipelines.config import runnable_configs
-    from pipelines.train.config import resolve_config as train_resolve
+    from pipelines.demo import DemoConfig
+    from pipelines.train.config import TrainConfig
 
     configs = runnable_configs(Path("jobs/configs/preprocess"))
     assert len(configs) >= 6
     for path in configs:
-        cfg = resolve_config(path)
+        cfg = load_config(PreprocessConfig, path)
         assert cfg.videos_per_shard() >= 1, path
     assert load_config(DemoConfig, "jobs/configs/demo.yaml").synthetic.num_pairs == 4
     smoke = load_config(DemoConfig, "jobs/configs/demo_smoke.yaml")  # CI's smoke profile
     assert smoke.require_champion and smoke.output != "runs/demo"
-    train_resolve(smoke.train_config, list(smoke.train_overrides))  # its overrides are valid
+    load_config(TrainConfig, smoke.train_config, list(smoke.train_overrides))  # valid overrides
 
 
 def test_a_partial_override_refines_the_fields_own_default():
     """``synthetic.height=32`` keeps the demo's other synthetic settings (its eval split)."""
-    from jobs.demo import DemoConfig
+    from pipelines.demo import DemoConfig
 
     cfg = load_config(DemoConfig, None, ["synthetic.height=32"])
     assert cfg.synthetic.height == 32 and cfg.synthetic.splits == ("train", "eval")
@@ -90,10 +88,9 @@ def test_a_partial_override_refines_the_fields_own_default():
 
 
 def test_large_datasets_get_at_least_256_shards_when_the_shard_size_is_automatic():
-    from pipelines.preprocess.config import resolve_config
     from pipelines.preprocess.plan import MIN_SHARDS, MIN_VIDEOS_PER_SHARD, videos_per_shard_for
 
-    auto = resolve_config(None, {})
+    auto = load_config(PreprocessConfig)
     by_size = auto.videos_per_shard()
     assert by_size > MIN_VIDEOS_PER_SHARD  # ~256 Kinetics clips per 768 MB shard
     videos = 240_000  # Kinetics-400 train
@@ -102,5 +99,5 @@ def test_large_datasets_get_at_least_256_shards_when_the_shard_size_is_automatic
         videos, by_size)
     small = MIN_SHARDS * MIN_VIDEOS_PER_SHARD - 1  # below the threshold: the byte target rules
     assert auto.videos_per_shard(small) == by_size
-    fixed = resolve_config(None, {"sharding": {"videos_per_shard": 1000}})
+    fixed = load_config(PreprocessConfig, None, flags={"sharding": {"videos_per_shard": 1000}})
     assert fixed.videos_per_shard(videos) == 1000  # an explicit size is kept

@@ -62,7 +62,8 @@ def test_gather_refuses_a_video_seen_twice_and_sorts_by_key():
 def test_dataset_hash_is_stable_across_reruns_and_sees_changes(synthetic_shards, tmp_path):
     """A second preprocessing of the same videos into another folder hashes the same."""
     from pipelines.data.classes import ClassMap
-    from pipelines.preprocess.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.job import run_preprocess
 
     def split_hash(root, split="val", keep=None):
@@ -73,7 +74,7 @@ def test_dataset_hash_is_stable_across_reruns_and_sees_changes(synthetic_shards,
     videos = synthetic_shards.parent / "videos"
     rerun = tmp_path / "again"
     shutil.copy(synthetic_shards / contract.CLASSES, tmp_path / "classes.json")
-    cfg = resolve_config("jobs/configs/preprocess/synthetic.yaml", {
+    cfg = load_config(PreprocessConfig, "jobs/configs/preprocess/synthetic.yaml", flags={
         "annotations": [str(videos / "annotations.csv")], "videos": str(videos),
         "output": str(rerun), "split": "val", "classes": str(tmp_path / "classes.json"),
         "media": {"short_side": 32}, "sharding": {"videos_per_shard": 8}})

@@ -271,12 +271,11 @@ def test_entrypoints_name_existing_jobs_flags_and_configs(rel, entrypoint):
         mod, cls = CONFIG_CLASSES[module].split(":")
         load_config(getattr(importlib.import_module(mod), cls), REPO / config)
     if module == "jobs.train":  # the whole resolution, as the job does it
-        from jobs.train import _flags, parse_args
-        from pipelines.train.config import resolve_config
+        from jobs import train
+        from pipelines import cli
+        from pipelines.train.config import TrainConfig
 
-        parsed = parse_args(args)
-        cfg = resolve_config(str(REPO / parsed.config), list(parsed.overrides),
-                             flags=_flags(parsed))
+        cfg = cli.resolve_config(TrainConfig, train.parser().parse_args(args), train.FLAGS)
         assert cfg.run.name == "{ray_job}" and cfg.scaling.use_gpu
         # nothing on a local disk no pod has: weights, data and runs are object-storage URIs
         for value in (cfg.model.pretrained, cfg.data.root, cfg.run.storage_path):

@@ -350,7 +350,8 @@ def test_a_fine_tune_starts_from_a_registered_version_pinned_in_its_run_folder(c
     from conftest import tiny_train_overrides
     from pipelines.tracking import make_tracking
     from pipelines.tracking.registry import file_sha256
-    from pipelines.train.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.train.config import TrainConfig
     from pipelines.train.trainer import run_training
     from pipelines.train.weights import WeightsUnavailable
 
@@ -358,7 +359,7 @@ def test_a_fine_tune_starts_from_a_registered_version_pinned_in_its_run_folder(c
     client = _client(world)
 
     def fine_tune(source: str, name: str, backend: str = "mlflow"):
-        cfg = resolve_config(None, tiny_train_overrides(world["shards"], world["storage"], **{
+        cfg = load_config(TrainConfig, None, tiny_train_overrides(world["shards"], world["storage"], **{
             "model.name": "tsn_r50", "scaling.num_workers": 0, "epochs": 1,
             "batches_per_epoch": 2, "run.name": name, "task": "ops-colour-finetune",
             "tracking.backend": backend, "tracking.register": "false",

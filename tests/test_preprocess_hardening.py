@@ -18,7 +18,8 @@ import pytest
 import videos as V
 from pipelines.data.annotations import read_annotations
 from pipelines.io import Storage
-from pipelines.preprocess.config import resolve_config
+from pipelines.config import load_config
+from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.job import PreprocessError, run_preprocess
 from pipelines.shards import contract
 
@@ -36,7 +37,7 @@ def _write_csv(path: Path, rows, header=None) -> Path:
 
 
 def _cfg(fmt: str, videos: Path, output: Path, annotations: Path, **extra):
-    return resolve_config(None, {"dataset": "hardening", "format": fmt,
+    return load_config(PreprocessConfig, None, flags={"dataset": "hardening", "format": fmt,
                                  "annotations": [str(annotations)], "videos": str(videos),
                                  "output": str(output), "media": MEDIA, **extra})
 

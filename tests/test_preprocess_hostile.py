@@ -18,7 +18,8 @@ import pytest
 
 import videos as V
 from pipelines.io import Storage
-from pipelines.preprocess.config import resolve_config
+from pipelines.config import load_config
+from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.job import PreprocessError, run_preprocess
 from pipelines.preprocess.lock import Fenced, OutputLock, OutputLocked
 from pipelines.shards import contract
@@ -58,7 +59,7 @@ def victim(tmp_path) -> Path:
 
 
 def _cfg(videos: Path, output: Path, annotations: Path, **extra):
-    return resolve_config(None, {"dataset": "hostile", "format": "csv",
+    return load_config(PreprocessConfig, None, flags={"dataset": "hostile", "format": "csv",
                                  "annotations": [str(annotations)], "videos": str(videos),
                                  "output": str(output), "media": MEDIA, **extra})
 

@@ -18,7 +18,8 @@ import simplejpeg
 
 import videos as V
 from pipelines.data.classes import ClassMap
-from pipelines.preprocess.config import resolve_config
+from pipelines.config import load_config
+from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.job import PreprocessError, run_preprocess
 from pipelines.shards import contract
 from pipelines.shards.reader import (
@@ -108,7 +109,8 @@ def _flags(data: dict, output: Path, **extra) -> dict:
 @pytest.fixture(scope="module")
 def job(ray_local, dataset, tmp_path_factory) -> dict:
     output = tmp_path_factory.mktemp("jobout") / "ds"
-    cfg = resolve_config(dataset["config"], _flags(dataset, output, ray={"workers": 2}))
+    cfg = load_config(PreprocessConfig, dataset["config"],
+                      flags=_flags(dataset, output, ray={"workers": 2}))
     summary = run_preprocess(cfg)
     return {"output": output, "summary": summary, "cfg": cfg}
 
@@ -219,7 +221,7 @@ def test_second_split_reuses_classes_and_rejects_unknown_labels(job, dataset, tm
     val_csv = tmp_path / "val.csv"
     val_csv.write_text(f"path,label\nval/v0.mp4,{LABELS[2]}\nval/v1.mp4,never seen\n")
     before = (job["output"] / contract.CLASSES).read_bytes()
-    cfg = resolve_config(dataset["config"], {
+    cfg = load_config(PreprocessConfig, dataset["config"], flags={
         "annotations": [str(val_csv)], "videos": str(videos), "output": str(job["output"]),
         "split": "val"})
     summary = run_preprocess(cfg)
@@ -232,8 +234,8 @@ def test_second_split_reuses_classes_and_rejects_unknown_labels(job, dataset, tm
 
 def test_rerun_with_another_plan_is_refused(job, dataset):
     before = _membership(job["output"])
-    cfg = resolve_config(dataset["config"], _flags(dataset, job["output"]),
-                         ["sharding.videos_per_shard=5"])
+    cfg = load_config(PreprocessConfig, dataset["config"], ["sharding.videos_per_shard=5"],
+                      flags=_flags(dataset, job["output"]))
     with pytest.raises(PreprocessError, match="different plan"):
         run_preprocess(cfg)
     assert _membership(job["output"]) == before
@@ -337,7 +339,7 @@ def test_ssv1_frame_folders_keep_dataset_class_order(ray_local, tmp_path):
     (ann / "something-something-v1-labels.csv").write_text("Pushing something\nPulling something\n")
     (ann / "something-something-v1-train.csv").write_text(
         "101;Pulling something\n102;Pushing something\n103;Pushing something\n")
-    cfg = resolve_config(None, {
+    cfg = load_config(PreprocessConfig, None, flags={
         "dataset": "ssv1-mini", "format": "ssv1", "annotations": [str(ann)],
         "videos": str(tmp_path / "ssv1"), "output": str(tmp_path / "out"),
         "media": {"fps_cap": None, "short_side": 64, "min_frames": 4, "sequence_fps": 12},

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from pipelines.cluster import expand_ray_job, ray_job_name, ray_job_submission_id
-from pipelines.config import ConfigError
-from pipelines.train.config import resolve_config
+from pipelines.config import ConfigError, load_config
+from pipelines.train.config import TrainConfig
 
 
 def _driver_env(submission_id: str, cluster: str | None = None) -> dict[str, str]:
@@ -49,11 +49,11 @@ def test_outside_a_ray_job_the_placeholder_is_a_clear_error():
 
 
 def test_train_config_expands_and_checks_the_run_name(monkeypatch):
-    cfg = resolve_config(None, [], flags={"run": {"name": "{ray_job}"}})
+    cfg = load_config(TrainConfig, None, [], flags={"run": {"name": "{ray_job}"}})
     for key, value in _driver_env("train-tsi-x7k2p-bq7zd", "train-tsi-x7k2p-4l9vw").items():
         monkeypatch.setenv(key, value)
     assert cfg.run_name() == "train-tsi-x7k2p"
     # a hostile name never becomes a folder outside the storage path
     for bad in ("../escape", "a/b", ".hidden", "{ray_job}/../x", "x" * 129):
         with pytest.raises(ConfigError, match="run name"):
-            resolve_config(None, [], flags={"run": {"name": bad}})
+            load_config(TrainConfig, None, [], flags={"run": {"name": bad}})

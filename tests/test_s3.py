@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.data.classes import ClassMap
-from pipelines.preprocess.config import resolve_config
+from pipelines.config import load_config
+from pipelines.preprocess.config import PreprocessConfig
 from pipelines.preprocess.job import run_preprocess
 from pipelines.shards import contract
 from pipelines.shards.reader import (
@@ -51,7 +52,7 @@ def s3_dataset(s3_server, tmp_path_factory):
 def test_s3_round_trip(ray_local, s3_dataset, tmp_path):
     client = s3_dataset["client"]
     output = f"s3://{BUCKET}/shards"
-    cfg = resolve_config(None, {
+    cfg = load_config(PreprocessConfig, None, flags={
         "dataset": "synthetic-s3", "format": "kinetics",
         "annotations": [f"s3://{BUCKET}/videos/annotations.csv"],
         "videos": f"s3://{BUCKET}/videos", "output": output,

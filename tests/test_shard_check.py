@@ -69,7 +69,8 @@ def test_train_names_a_truncated_shard_before_any_worker(dataset, tmp_path, caps
 
 @pytest.fixture(scope="module")
 def h264_shards(ray_local, tmp_path_factory) -> Path:
-    from pipelines.preprocess.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.preprocess.config import PreprocessConfig
     from pipelines.preprocess.job import run_preprocess
 
     root = tmp_path_factory.mktemp("h264")
@@ -80,9 +81,10 @@ def h264_shards(ray_local, tmp_path_factory) -> Path:
         rows.append((f"c{i}.mp4", "x", split))
     with open(root / "a.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([("path", "label", "split"), *rows])
-    cfg = resolve_config(None, {"dataset": "h", "format": "csv", "annotations": [str(root / "a.csv")],
-                                "videos": str(root / "videos"), "output": str(root / "shards"),
-                                "media": {"mode": "h264", "short_side": 32, "min_frames": 4}})
+    cfg = load_config(PreprocessConfig, flags={
+        "dataset": "h", "format": "csv", "annotations": [str(root / "a.csv")],
+        "videos": str(root / "videos"), "output": str(root / "shards"),
+        "media": {"mode": "h264", "short_side": 32, "min_frames": 4}})
     assert run_preprocess(cfg).stored == 2
     return root / "shards"
 

@@ -171,11 +171,12 @@ def test_an_outage_mid_run_loses_nothing(trained, mlflow_server, tmp_path):
     from conftest import tiny_train_overrides
     from pipelines.tracking import make_tracking
     from pipelines.tracking.runs import find_run
-    from pipelines.train.config import resolve_config
+    from pipelines.config import load_config
+    from pipelines.train.config import TrainConfig
     from pipelines.train.trainer import run_training
 
     proxy = TcpProxy(mlflow_server["port"])
-    cfg = resolve_config(None, tiny_train_overrides(trained["shards"], tmp_path, **{
+    cfg = load_config(TrainConfig, None, tiny_train_overrides(trained["shards"], tmp_path, **{
         "scaling.num_workers": 0, "run.name": "outage", "task": "tsi-outage",
         "model.name": "tsn_r50", "epochs": 2, "batches_per_epoch": 2,
         "tracking.backend": "mlflow", "tracking.uri": proxy.url,

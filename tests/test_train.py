@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from conftest import tiny_train_overrides
-from pipelines.train.config import OptimConfig, resolve_config
+from pipelines.config import load_config
+from pipelines.train.config import OptimConfig, TrainConfig
 from pipelines.train.loop import FAULT_MARKER
 from pipelines.train.schedule import lr_at, scaled_lr
 from pipelines.train.trainer import ResumeRefused, run_training
@@ -81,7 +82,7 @@ def test_export_loads_with_tsi_model_alone_and_reproduces_the_engine(trained):
 
 def test_resubmitting_a_run_resumes_it_and_another_world_size_is_refused(trained, capsys):
     storage, shards = trained["storage"], trained["shards"]
-    more = resolve_config(None, tiny_train_overrides(shards, storage, **{
+    more = load_config(TrainConfig, None, tiny_train_overrides(shards, storage, **{
         "model.name": "tsn_r50", "run.name": "tiny-tsn", "deepspeed.zero_stage": 1,
         "scaling.num_workers": 4}))
     with pytest.raises(ResumeRefused, match="trained with 2 workers"):
@@ -92,17 +93,17 @@ def test_in_process_run_resumes_by_name_with_its_counters(synthetic_shards, tmp_
     overrides = tiny_train_overrides(synthetic_shards, tmp_path, **{
         "scaling.num_workers": 0, "run.name": "local", "epochs": 1, "batches_per_epoch": 2,
         "model.name": "tsm_r50"})
-    first = run_training(resolve_config(None, overrides))
+    first = run_training(load_config(TrainConfig, None, overrides))
     assert first.resumed_from_step is None and first.metrics["global_step"] == 2
     with pytest.raises(ResumeRefused, match=r"epochs: 1 -> 2"):  # another recipe: refused
-        run_training(resolve_config(None, overrides + ["epochs=2"]))
+        run_training(load_config(TrainConfig, None, overrides + ["epochs=2"]))
     overrides += ["epochs=2", "run.resume_with_changes=true"]
-    again = run_training(resolve_config(None, overrides))
+    again = run_training(load_config(TrainConfig, None, overrides))
     out = capsys.readouterr().out
     assert "with config changes: {'epochs': (1, 2)}" in out and "resuming from step 2" in out
     assert again.resumed_from_step == 2 and again.metrics["global_step"] == 4
     assert [e["epoch"] for e in _epochs(again)] == [1, 2]
-    done = run_training(resolve_config(None, overrides))  # nothing left to train
+    done = run_training(load_config(TrainConfig, None, overrides))  # nothing left to train
     assert "is complete" in capsys.readouterr().out and done.metrics["global_step"] == 4
     assert [e["epoch"] for e in _epochs(done)] == [1, 2]
 
@@ -158,5 +159,6 @@ def test_the_scaled_warmup_applies_only_past_the_reference_batch():
     assert warmup_epochs(optim, scaled_lr(optim, 512)) == 5.0  # 64 GPUs
     assert lr_at(optim, 0, 100, 50, 0.08) == pytest.approx(0.08 / 500)
     assert lr_at(optim, 0, 100, 50, 0.01) == pytest.approx(0.01)
-    cfg = resolve_config(Path(__file__).parents[1] / "jobs/configs/train/kinetics400_tsi_8f.yaml")
+    cfg = load_config(TrainConfig,
+                      Path(__file__).parents[1] / "jobs/configs/train/kinetics400_tsi_8f.yaml")
     assert cfg.optim.scaled_warmup_epochs == 5 and cfg.data.eval_loader_workers == 8

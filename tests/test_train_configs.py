@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import CONFIGS_ROOT, runnable_configs
-from pipelines.train.config import resolve_config
+from pipelines.config import CONFIGS_ROOT, load_config, runnable_configs
+from pipelines.train.config import TrainConfig
 from pipelines.train.trainer import run_training
 
 CONFIGS = runnable_configs(CONFIGS_ROOT / "train")  # the recipes, not their _base_/ files
@@ -33,13 +33,13 @@ def test_there_is_a_recipe_for_every_paper_setting():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_recipe_resolves_and_runs_one_step(path, synthetic_shards, tmp_path):
-    full = resolve_config(path)
+    full = load_config(TrainConfig, path)
     assert full.optim.momentum == 0.9 and full.optim.weight_decay == pytest.approx(5e-4)
     if "synthetic" not in path.stem:  # the paper's settings, complete for a GPU cluster
         assert full.scaling.use_gpu and full.model.width == 64 and full.model.pretrained
         assert full.model.layers == (3, 4, 6, 3) and full.data.clip.size == 224
         assert full.data.clip.flip == ("ssv" not in path.stem)  # no flip for left/right classes
-    cfg = resolve_config(path, SCALE_DOWN + [f"data.root={synthetic_shards}",
+    cfg = load_config(TrainConfig, path, SCALE_DOWN + [f"data.root={synthetic_shards}",
                                              f"run.storage_path={tmp_path}"])
     result = run_training(cfg)
     assert result.metrics["global_step"] == 1 and Path(result.export_path).exists()

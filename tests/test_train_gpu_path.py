@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.train.config import TrainConfig, resolve_config
+from pipelines.config import load_config
+from pipelines.train.config import TrainConfig
 from pipelines.train.engine import Device, deepspeed_config, make_engine, param_groups, pick_device
 from pipelines.train.loop import micro_step, steps_per_epoch
 
@@ -24,8 +25,9 @@ class _Tiny(torch.nn.Module):
 
 
 def test_accumulation_of_4_steps_after_micro_batches_4_and_8_and_drops_9_and_10():
-    cfg = resolve_config(None, ["optim.grad_accum=4", "data.batch_size=2", "scaling.num_workers=0",
-                                "deepspeed.zero_stage=1", "optim.grad_clip=null"])
+    cfg = load_config(TrainConfig, None, ["optim.grad_accum=4", "data.batch_size=2",
+                                          "scaling.num_workers=0", "deepspeed.zero_stage=1",
+                                          "optim.grad_clip=null"])
     engine = make_engine(cfg, _Tiny(), 0.1, Device(torch.device("cpu"), torch.float32))
     stepped, counted = [], []
     for micro in range(10):
@@ -45,7 +47,7 @@ def test_precision_choice_on_cpu_and_the_fp16_loss_scaling_config():
     assert pick_device(TrainConfig()).dtype == torch.float32
     for precision in ("bf16", "fp16"):
         with pytest.raises(ValueError, match="needs a GPU"):
-            pick_device(resolve_config(None, [f"deepspeed.precision={precision}"]))
+            pick_device(load_config(TrainConfig, None, [f"deepspeed.precision={precision}"]))
     fp16 = deepspeed_config(TrainConfig(), Device(torch.device("cuda"), torch.float16))
     assert fp16["fp16"]["enabled"] and fp16["fp16"]["loss_scale"] == 0  # dynamic scaling
     bf16 = deepspeed_config(TrainConfig(), Device(torch.device("cuda"), torch.bfloat16))

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import tiny_train_overrides
 from pipelines.io import Storage, storage_env
-from pipelines.train.config import resolve_config
+from pipelines.config import load_config
+from pipelines.train.config import TrainConfig
 from pipelines.train.trainer import TrainingError, run_training
 from pipelines.train.weights import (
     WeightsMismatch, WeightsUnavailable, check_pretrained, sha256_file, stage,
@@ -72,7 +73,8 @@ def test_weights_are_checked_on_the_driver_and_staged_once_per_node(ray_local, b
 
 
 def _s3_run(bucket, tmp_path, **extra):
-    return resolve_config(None, tiny_train_overrides(bucket["shards"], f"s3://{BUCKET}/runs", **{
+    return load_config(TrainConfig, None, tiny_train_overrides(
+        bucket["shards"], f"s3://{BUCKET}/runs", **{
         "model.name": "tsn_r50", "run.name": "s3-run", "epochs": 2, "batches_per_epoch": 3,
         "model.pretrained": bucket["weights"], "model.pretrained_sha256": bucket["sha256"],
         "tracking.backend": "stdout", **extra}))

@@ -103,6 +103,17 @@ def count_macs(model: nn.Module, clip: torch.Tensor) -> Complexity:
     )
 
 
+@dataclass(frozen=True)
+class ModelReportConfig:
+    """What ``python -m jobs.model_report`` measures: ``models`` on one ``frames x size²`` clip."""
+
+    models: tuple[str, ...] = ("tsn_r50", "tsm_r50", "tsi_r50", "tsi_r50_fast_align")
+    frames: int = 8
+    size: int = 224
+    num_classes: int = 400
+    width: int = 64
+
+
 def complexity_report(
     names: list[str] | tuple[str, ...], *, frames: int = 8, size: int = 224, num_classes: int = 400, width: int = 64
 ) -> list[dict[str, float | str | int]]:

@@ -1,9 +1,9 @@
-"""What the operations jobs share on the command line: flags, config, overrides, exit codes.
+"""What the operations jobs add to ``pipelines.cli``: their shared flags and their exit codes.
 
-Every job takes ``--config FILE`` (YAML of its config dataclass), its common options as flags,
-and ``key.sub=value`` overrides, resolved defaults < YAML < flags < overrides. Exit status:
+The ops jobs (evaluate, promote, nightly_eval, predict, fetch_model) exit with
+``pipelines.cli``'s codes:
 
-- 0: done (evaluated; promoted; nightly without alarm; predicted);
+- 0: done (evaluated; promoted; nightly without alarm; predicted; fetched);
 - 1: failed unexpectedly (the traceback is in the log above the one-line reason);
 - 2: bad input: configuration, missing data or model, a store that does not answer, a model
   whose class map or inputs do not fit, evaluation data a model was trained on (or not proven
@@ -14,28 +14,17 @@ and ``key.sub=value`` overrides, resolved defaults < YAML < flags < overrides. E
 from __future__ import annotations
 
 import argparse
-import logging
+import os
+import re
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
 
-from pipelines.config import ConfigError, load_config
-
-T = TypeVar("T")
-log = logging.getLogger("tsi.ops")
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DECISION = 0, 1, 2, 3
+from pipelines.cli import EXIT_BAD_INPUT, EXIT_DECISION, ExitCodes, add_overrides
 
 # flag dest -> dotted config key, shared by the jobs that have them
 EVAL_FLAGS = {"data": "eval.data", "split": "eval.split", "protocol": "eval.protocol",
               "parts": "eval.parts"}
 STORE_FLAGS = {"tracking_uri": "store.tracking_uri", "storage": "store.storage"}
-
-
-def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file with the job's config fields")
-    return p
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
 
 
 def add_task_flag(p: argparse.ArgumentParser) -> None:
@@ -56,40 +45,52 @@ def add_store_flags(p: argparse.ArgumentParser) -> None:
                    "(store.storage, default runs/train)")
 
 
-def add_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
-
-
-def parse(p: argparse.ArgumentParser, argv: list[str] | None, *, eval_flags: bool = True
-          ) -> argparse.Namespace:
-    """Add the shared flags (evaluation data, MLflow store, overrides) and parse ``argv``."""
+def add_shared_flags(p: argparse.ArgumentParser, *, eval_flags: bool = True) -> None:
+    """After a job's own flags: evaluation data (unless ``eval_flags`` is false), MLflow store,
+    overrides."""
     if eval_flags:
         add_eval_flags(p)
     add_store_flags(p)
     add_overrides(p)
-    return p.parse_args(argv)
 
 
-def resolve(cls: type[T], args: argparse.Namespace, mapping: Mapping[str, str]) -> T:
-    """``cls`` from ``--config``, the flags named in ``mapping`` (when given) and overrides."""
-    flags: dict[str, Any] = {}
-    for dest, dotted in mapping.items():
-        value = getattr(args, dest, None)
-        if value is None or value is False:
-            continue
-        node = flags
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return load_config(cls, args.config, args.overrides, flags=flags)
+def _is_override(arg: str) -> bool:
+    """``key.sub=value``, unless a file of that name exists (``v=1.mp4`` is a video then)."""
+    return bool(_OVERRIDE.match(arg)) and not os.path.lexists(arg)
+
+
+def add_videos(p: argparse.ArgumentParser) -> None:
+    """After a job's own flags: MLflow store, then videos mixed with overrides."""
+    add_store_flags(p)
+    p.add_argument("inputs", nargs="*", metavar="VIDEO|key.sub=value",
+                   help="video files and config overrides; everything after -- is a video")
+
+
+def parse_videos(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse with :func:`add_videos`'s inputs split into ``args.videos`` (everything after
+    ``--`` is a video) and ``args.overrides``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = p.parse_args(argv[:cut])
+    args.overrides = [a for a in args.inputs if _is_override(a)]
+    args.videos = [a for a in args.inputs if not _is_override(a)] + argv[cut + 1:] or None
+    return args
+
+
+def exit_codes() -> ExitCodes:
+    """The platform's errors an ops job maps to 2 and 3 (imported as a job runs, not on --help)."""
+    from pipelines.evaluation.exported import ClassMapMismatch
+    from pipelines.tracking.models import ModelNotFound
+    from pipelines.ops.promote import PromotionConflict, PromotionRefused
+    from pipelines.tracking.connection import TrackingUnavailable
+
+    return {(ValueError, FileNotFoundError, TrackingUnavailable, ModelNotFound, ClassMapMismatch,
+             PromotionRefused): EXIT_BAD_INPUT,
+            PromotionConflict: EXIT_DECISION}
 
 
 def permission_denied(exc: BaseException) -> str | None:
     """"permission denied for IDENTITY on RESOURCE" for an MLflow 403, else None."""
-    import os
-    import re
-
     text = str(exc)
     if "403" not in text and "PERMISSION_DENIED" not in text:
         return None
@@ -98,31 +99,3 @@ def permission_denied(exc: BaseException) -> str | None:
     return (f"permission denied for {who} on {endpoint.group(1) if endpoint else 'the request'}"
             " (the MLflow server answered 403: see docs/registry-and-operations.md for who may "
             "write what; jobs.grant_access sets it)")
-
-
-def run(body: Callable[[], int]) -> int:
-    """Start job logging, run a job body; map the platform's errors to exit codes."""
-    from pipelines.evaluation.exported import ClassMapMismatch
-    from pipelines.tracking.models import ModelNotFound
-    from pipelines.ops.promote import PromotionConflict, PromotionRefused
-    from pipelines.report import start_job_logging
-    from pipelines.tracking.connection import TrackingUnavailable
-
-    start_job_logging()
-    try:
-        return body()
-    except (ConfigError, ValueError, FileNotFoundError, TrackingUnavailable, ModelNotFound,
-            ClassMapMismatch, PromotionRefused) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except PromotionConflict as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_DECISION
-    except Exception as exc:  # the log holds the traceback; the user gets one line
-        denied = permission_denied(exc)
-        if denied:
-            print(f"error: {denied}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        log.exception("job failed")
-        print(f"error: {type(exc).__name__}: {str(exc)[:500]}", file=sys.stderr)
-        return EXIT_FAILED

@@ -6,11 +6,8 @@ One YAML per dataset (``jobs/configs/preprocess/*.yaml``) sets what differs betw
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-
-from pipelines.config import load_config
 from pipelines.media.decode import DecodeOptions
 from pipelines.preprocess.plan import (
     TARGET_SHARD_BYTES, default_videos_per_shard, videos_per_shard_for,
@@ -97,15 +94,3 @@ class PreprocessConfig:
                 "output": self.output}
         return [name for name, value in need.items() if not value]
 
-
-def resolve_config(
-    path: str | Path | None = None,
-    flags: dict[str, Any] | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-) -> PreprocessConfig:
-    """Defaults < YAML file < CLI flags (a nested dict) < ``key.sub=value`` overrides.
-
-    Flags are taken as given (a path is never re-parsed as YAML); overrides go through
-    :func:`pipelines.config.parse_overrides`.
-    """
-    return load_config(PreprocessConfig, path, overrides, flags=flags)

@@ -1,13 +1,18 @@
 """MLflow for the platform: the trainer's tracking backend, the packaged model, the registry.
 
 Layer 6 (docs/architecture.md): above ``pipelines.train`` (it implements its tracking protocol
-and reads its export format); ``tsi_model`` never imports MLflow. ``make_tracking`` is what jobs
-hand to ``run_training``.
+and reads its export format); ``tsi_model`` never imports MLflow. ``train_tracked`` is training
+with the backend the config names.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipelines.train.config import TrainConfig
 from pipelines.train.tracking import Tracking, builtin_tracking
+
+if TYPE_CHECKING:
+    from pipelines.train.trainer import TrainResult
 
 
 def make_tracking(cfg: TrainConfig) -> Tracking:
@@ -17,3 +22,10 @@ def make_tracking(cfg: TrainConfig) -> Tracking:
 
         return MlflowTracking(cfg.tracking, cfg.run.storage_path, cfg.task)
     return builtin_tracking(cfg.tracking.backend)
+
+
+def train_tracked(cfg: TrainConfig) -> TrainResult:
+    """``run_training`` with the tracking backend the config names (what jobs and the demo run)."""
+    from pipelines.train.trainer import run_training
+
+    return run_training(cfg, tracking=make_tracking(cfg))

@@ -23,6 +23,7 @@ in the repository.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,35 @@ log = logging.getLogger("tsi.tracking")
 class Identity:
     username: str
     password: str
+
+
+@dataclass(frozen=True)
+class GrantConfig:
+    """Who gets access to ``task``; the passwords are never config (see ``PASSWORD_ENV``)."""
+
+    task: str | None = None
+    tracking_uri: str | None = None  # default MLFLOW_TRACKING_URI
+    trainer: str = "tsi-trainer"  # the training identity's user name
+    promoter: str = "tsi-promoter"  # the promotion identity's user name
+
+
+# the admin's credentials (read by MLflow itself) and the two identities' passwords
+PASSWORD_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "TSI_TRAINER_PASSWORD",
+                "TSI_PROMOTER_PASSWORD")
+
+
+def grant_from_environment(cfg: GrantConfig) -> dict[str, dict[str, str]]:
+    """:func:`grant_task_access` for ``cfg`` with the passwords in ``PASSWORD_ENV``."""
+    tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    missing = [name for name in PASSWORD_ENV if not os.environ.get(name)]
+    if not tracking_uri or missing:
+        raise ValueError(f"set --tracking-uri and {', '.join(missing) or 'the passwords'} in the "
+                         "environment")
+    if not cfg.task:
+        raise ValueError("set --task")
+    return grant_task_access(tracking_uri, cfg.task,
+                             Identity(cfg.trainer, os.environ["TSI_TRAINER_PASSWORD"]),
+                             Identity(cfg.promoter, os.environ["TSI_PROMOTER_PASSWORD"]))
 
 
 def _ensure_user(auth: Any, who: Identity) -> None:

@@ -11,11 +11,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from pipelines.cluster import RAY_JOB_PLACEHOLDER, expand_ray_job
-from pipelines.config import load_config, to_dict
+from pipelines.config import to_dict
 from pipelines.loader.clips import ClipSettings
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -237,8 +236,3 @@ class TrainConfig:
         text = json.dumps(to_dict(self), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
-
-def resolve_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                   flags: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults < YAML file < flags < ``key.sub=value`` overrides."""
-    return load_config(TrainConfig, path, overrides, flags=flags)
