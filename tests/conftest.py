@@ -5,6 +5,7 @@ starting its own cluster; it is shut down at the end of the session so nothing i
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -71,6 +72,24 @@ def tiny_train_overrides(shards, storage, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
+@contextlib.contextmanager
+def injected_failure(step: int, rank: int = 1):
+    """Rank ``rank`` of the next training raises once at ``step`` (the trainer reads these
+    variables on the driver; they are not config, so no recipe can carry them)."""
+    from pipelines.train.loop import FAULT_RANK_ENV, FAULT_STEP_ENV
+
+    saved = {k: os.environ.get(k) for k in (FAULT_STEP_ENV, FAULT_RANK_ENV)}
+    os.environ.update({FAULT_STEP_ENV: str(step), FAULT_RANK_ENV: str(rank)})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def synthetic_shards(ray_local, tmp_path_factory):
     """The synthetic temporal dataset (8 classes, 48 train / 24 val clips) as shards."""
@@ -107,10 +126,11 @@ def trained(ray_local, synthetic_shards, tmp_path_factory):
     storage = tmp_path_factory.mktemp("runs")
     # TSI is tracked in MLflow (the embedded sqlite store under the run storage) and registered
     tsi_cfg = load_config(TrainConfig, None, tiny_train_overrides(synthetic_shards, storage, **{
-        "model.name": "tsi_r50", "run.name": "tiny-tsi", "run.fail_at_step": 9,
+        "model.name": "tsi_r50", "run.name": "tiny-tsi",
         "deepspeed.zero_stage": 2, "task": "tsi-tiny", "tracking.backend": "mlflow",
         "tracking.backoff_s": 0.5}))
-    tsi = run_training(tsi_cfg, tracking=make_tracking(tsi_cfg))
+    with injected_failure(step=9):  # a worker raises once: the run restarts and resumes
+        tsi = run_training(tsi_cfg, tracking=make_tracking(tsi_cfg))
     tsn = run_training(load_config(TrainConfig, None, tiny_train_overrides(
         synthetic_shards, storage, **{
             "model.name": "tsn_r50", "run.name": "tiny-tsn", "deepspeed.zero_stage": 1})))

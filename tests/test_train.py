@@ -1,7 +1,7 @@
 """Ray Train + DeepSpeed training end to end, on the session's tiny TSI and TSN.
 
 The ``trained`` fixture (conftest.py) runs two real 2-worker fits on the local Ray instance; a
-worker of the TSI run raises once mid-run (``run.fail_at_step``), so its run exercises
+worker of the TSI run raises once mid-run (``TSI_TEST_FAIL_AT_STEP``, ``conftest.injected_failure``), so its run exercises
 Ray Train's restart from the latest checkpoint as well. Unit tests of the loop run it in-process
 (``scaling.num_workers=0``).
 """

@@ -89,12 +89,13 @@ def test_a_wrong_weights_hash_fails_on_the_driver_before_training(ray_local, buc
 
 def test_an_s3_run_resumes_exports_there_and_is_evaluated_and_registered_from_there(
         ray_local, bucket, tmp_path, monkeypatch, capsys):
+    from conftest import injected_failure
     from jobs import evaluate, register
 
     monkeypatch.chdir(tmp_path)  # a URI turned into a path would show up here as ./s3:
-    cfg = _s3_run(bucket, tmp_path, **{"run.fail_at_step": 4, "run.max_failures": 0})
-    with pytest.raises(TrainingError, match="re-run"):  # killed in epoch 2, after checkpoint 1
-        run_training(cfg)
+    cfg = _s3_run(bucket, tmp_path, **{"run.max_failures": 0})
+    with injected_failure(step=4), pytest.raises(TrainingError, match="re-run"):
+        run_training(cfg)  # killed in epoch 2, after checkpoint 1
     run = Storage.open(f"s3://{BUCKET}/runs/s3-run")
     states = [json.loads(run.read_bytes(f)) for f in run.list_files() if f.endswith(
         "tsi_state.json")]

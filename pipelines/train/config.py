@@ -146,7 +146,6 @@ class RunSettings:
     ``{ray_job}`` in it stands for the RayJob (or Ray job) that runs the training.
     ``keep_best_by``: a metric reported with each checkpoint (e.g. ``selection_top1``) kept
     beside the latest; ``export`` chooses ``last`` (the paper's fixed schedule) or ``best``.
-    ``fail_at_step`` is a test hook: rank ``fail_rank`` raises once when it reaches that step.
     ``resume_with_changes``: resume a run whose checkpoint was made with another config (the
     differences are printed and recorded); without it such a resume is refused.
     """
@@ -158,8 +157,6 @@ class RunSettings:
     keep_best_by: str | None = None
     export: Literal["last", "best"] = "last"
     max_failures: int = 1
-    fail_at_step: int | None = None
-    fail_rank: int = 1
     resume_with_changes: bool = False
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from pipelines.train.tracking import Tracking
 from tsi_model import normalize_clip
 
 FAULT_MARKER = ".tsi-fault-injected"
+FAULT_STEP_ENV, FAULT_RANK_ENV = "TSI_TEST_FAIL_AT_STEP", "TSI_TEST_FAIL_RANK"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class LoopInputs:
     tracking_handle: dict[str, Any]
     weights: Any = None  # pipelines.train.weights.PretrainedWeights: staged on each node
     storage_env: dict[str, str] = field(default_factory=dict)  # object-store client settings
+    fault: tuple[int, int] | None = None  # tests only: (step, rank) that raises once
 
 
 def _rank_world() -> tuple[int, int]:
@@ -70,16 +72,24 @@ def _threads(cfg: TrainConfig) -> None:
         torch.set_num_threads(cfg.scaling.torch_threads or max(1, int(cfg.scaling.cpus_per_worker)))
 
 
-def _maybe_fail(cfg: TrainConfig, run_dir: str, rank: int, step: int) -> None:
-    """Test hook: rank ``fail_rank`` raises once, the first time it reaches ``fail_at_step``."""
-    run = cfg.run
-    if run.fail_at_step is None or rank != run.fail_rank or step != run.fail_at_step:
+def injected_fault(environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """``(step, rank)`` from ``TSI_TEST_FAIL_AT_STEP`` / ``TSI_TEST_FAIL_RANK`` (default rank 1):
+    the tests' way to make one worker raise once mid-run, read on the driver and handed to the
+    workers. Not a config setting: no recipe can carry it."""
+    env = os.environ if environ is None else environ
+    step = env.get(FAULT_STEP_ENV)
+    return (int(step), int(env.get(FAULT_RANK_ENV, "1"))) if step else None
+
+
+def _maybe_fail(fault: tuple[int, int] | None, run_dir: str, rank: int, step: int) -> None:
+    """Rank ``fault[1]`` raises once, the first time it reaches step ``fault[0]``."""
+    if fault is None or (step, rank) != fault:
         return
     folder = Storage.open(run_dir)
     if folder.exists(FAULT_MARKER):
         return
     folder.write_bytes(FAULT_MARKER, str(step).encode())
-    raise RuntimeError(f"injected failure at step {step} on rank {rank} (run.fail_at_step)")
+    raise RuntimeError(f"injected failure at step {step} on rank {rank} ({FAULT_STEP_ENV})")
 
 
 def evaluate(engine: Any, inputs: LoopInputs, urls, *, protocol: str, keep, rank: int,
@@ -253,7 +263,7 @@ def _train_epoch(work: _Worker, inputs: LoopInputs, epoch: int) -> dict[str, flo
         loss, right, stepped = micro_step(work.engine, clips, labels, work.device)
         if stepped:
             work.state = replace(work.state, global_step=work.state.global_step + 1)
-            _maybe_fail(cfg, inputs.run_dir, work.rank, work.state.global_step)
+            _maybe_fail(inputs.fault, inputs.run_dir, work.rank, work.state.global_step)
         losses.append(loss)
         correct += right
         seen += len(labels)

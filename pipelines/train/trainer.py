@@ -24,7 +24,7 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.data import DatasetView, open_dataset
 from pipelines.train.engine import build_model, builder_options
 from pipelines.train.layout import RunFolder, resolve_storage
-from pipelines.train.loop import LoopInputs, steps_per_epoch, train_loop
+from pipelines.train.loop import LoopInputs, injected_fault, steps_per_epoch, train_loop
 from pipelines.train.tracking import Tracking, builtin_tracking
 from pipelines.train.weights import (
     SIDECAR, PretrainedWeights, WeightsMismatch, WeightsUnavailable, check_pretrained,
@@ -87,9 +87,8 @@ class ExportCheckFailed(TrainingError):
 
 
 # settings a resume may change: how fast or where it runs and is recorded, not what it trains
-RESUME_MAY_CHANGE = ("run.name", "run.max_failures", "run.resume_with_changes", "run.fail_at_step",
-                     "run.fail_rank", "tracking", "scaling.cpus_per_worker",
-                     "scaling.torch_threads", "data.loader_workers", "data.eval_loader_workers",
+RESUME_MAY_CHANGE = ("run.name", "run.max_failures", "run.resume_with_changes", "tracking",
+                     "scaling.cpus_per_worker", "scaling.torch_threads", "data.loader_workers", "data.eval_loader_workers",
                      "data.root")
 
 
@@ -271,7 +270,7 @@ def run_training(cfg: TrainConfig, tracking: Tracking | None = None) -> TrainRes
     else:
         _stage_on_nodes(weights)
         chosen = _fit(cfg, LoopInputs(cfg, data, run.name, run.uri, steps, tracking, handle,
-                                      weights, storage_env()))
+                                      weights, storage_env(), injected_fault()))
     with chosen.as_directory() as folder, tempfile.TemporaryDirectory(prefix="tsi-export-") as tmp:
         state = checkpoint.TrainState.read(folder)
         metrics = checkpoint.read_metrics(folder)
