@@ -14,7 +14,7 @@ never types a measured number. It uses one of two markers, which Markdown does n
   ``=NAME`` for a figure :data:`DERIVED` computes from that file (a ratio, a range over seeds);
   ``FORMAT`` is a Python format spec (``.3f``, ``+.1%``), applied to each end of a range.
 
-``tests/test_doc_figures.py`` runs :func:`check` on every doc, so a changed result file or a
+``tests/unit/test_doc_figures.py`` runs :func:`check` on every doc, so a changed result file or a
 hand-edited figure fails the fast test suite until this script is re-run. Only the standard
 library is imported: the check needs no torch, Ray or MLflow.
 """

@@ -36,7 +36,7 @@ ensure_ffmpeg() {
   fi
 }
 
-# PostgreSQL server binaries for tests/test_postgres_backup.py (MLflow's backup and restore against
+# PostgreSQL server binaries for tests/integration/test_postgres_backup.py (MLflow's backup and restore against
 # a real database). Debian's package; the test starts its own instance on 127.0.0.1. Optional: the
 # test skips without it outside CI.
 ensure_postgres() {
@@ -46,7 +46,7 @@ ensure_postgres() {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   else
-    log "WARNING: PostgreSQL is not installed and cannot be installed here: tests/test_postgres_backup.py will skip (it fails under CI)"
+    log "WARNING: PostgreSQL is not installed and cannot be installed here: tests/integration/test_postgres_backup.py will skip (it fails under CI)"
   fi
 }
 

@@ -1,5 +1,5 @@
 """A Ray head of one test, started and stopped with infra/local's scripts (shared by the tests of
-``ray job submit``: tests/test_job_submit.py and tests/test_cluster_mode.py).
+``ray job submit``: tests/integration/test_job_submit.py and tests/integration/test_cluster_mode.py).
 
 Own ports, temp dir and token, so it never touches the session's ``ray_local`` or
 ``~/.ray/auth_token``; stopped by its own process id/session, never with ``ray stop``.

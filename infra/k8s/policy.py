@@ -6,7 +6,7 @@ Each check takes every (file, document) pair and returns its violations as one-l
 They hold what a security and platform review asks of the manifests (issue 20): pinned images,
 resources on every container, non-root pods, every referenced object defined, job inputs read
 from URIs or mounted volumes, selectors that pick only their own pods, and the KubeRay rules
-JSON Schema cannot express (validation.go of v1.7.0). tests/test_infra_manifests.py runs them.
+JSON Schema cannot express (validation.go of v1.7.0). tests/integration/test_infra_manifests.py runs them.
 """
 from __future__ import annotations
 

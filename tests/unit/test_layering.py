@@ -9,7 +9,7 @@ import ast
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # unit -> the units it may import (transitively allowed units are listed explicitly)
 ALLOWED: dict[str, set[str]] = {

@@ -160,5 +160,5 @@ def test_the_scaled_warmup_applies_only_past_the_reference_batch():
     assert lr_at(optim, 0, 100, 50, 0.08) == pytest.approx(0.08 / 500)
     assert lr_at(optim, 0, 100, 50, 0.01) == pytest.approx(0.01)
     cfg = load_config(TrainConfig,
-                      Path(__file__).parents[1] / "jobs/configs/train/kinetics400_tsi_8f.yaml")
+                      Path(__file__).parents[2] / "jobs/configs/train/kinetics400_tsi_8f.yaml")
     assert cfg.optim.scaled_warmup_epochs == 5 and cfg.data.eval_loader_workers == 8

@@ -10,7 +10,7 @@ import torch
 from tsi_model import WeightsError, build_from_checkpoint, get_model, save_checkpoint
 from tsi_model.weights import load_weights
 
-FIXTURE = Path(__file__).parent / "fixtures" / "torchvision_resnet50_keys.json"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "torchvision_resnet50_keys.json"
 
 
 @pytest.fixture(scope="module")

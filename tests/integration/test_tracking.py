@@ -22,7 +22,7 @@ import pytest
 from proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(600)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sqlite(trained) -> str:

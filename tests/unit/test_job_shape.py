@@ -11,11 +11,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 JOBS = sorted(p for p in (REPO / "jobs").glob("*.py") if p.name != "__init__.py")
 # argparse outside pipelines/cli.py: the operations jobs' shared flags, and the dataset
 # generator's own documented tool (``python -m pipelines.synthetic``, infra/local/README.md)
-ARGV_TOOLS = {"pipelines/ops/cli.py", "pipelines/synthetic.py"}
+ARGV_TOOLS = {"pipelines/ops/cli.py", "pipelines/synthetic/__init__.py"}
 
 
 def _calls(tree: ast.AST) -> set[str]:

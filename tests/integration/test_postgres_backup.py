@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "infra" / "k8s" / "mlflow" / "pg_backup.py"
 PASSWORD = "backup-test-pw"
 DATABASES = ("mlflow", "mlflow_auth")

@@ -186,7 +186,7 @@ def test_shipped_operations_configs_resolve():
     from pipelines.ops.nightly import NightlyConfig
     from pipelines.ops.promote import PromoteConfig
 
-    root = Path(__file__).resolve().parents[1] / "jobs/configs/ops"
+    root = Path(__file__).resolve().parents[2] / "jobs/configs/ops"
     promote = load_config(PromoteConfig, root / "promote_kinetics400.yaml")
     assert promote.gate.min_gain == 0.01 and promote.eval.parts == 16
     nightly = load_config(NightlyConfig, root / "nightly_kinetics400.yaml", ["tolerance=0.02"])

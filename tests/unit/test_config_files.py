@@ -3,7 +3,7 @@
 Every runnable file under jobs/configs must resolve to exactly the mapping recorded in
 tests/fixtures/configs_resolved.json: the fully written forms the files had before they were
 rewritten on top of bases, so the move could not change a setting. A deliberate change of a
-setting updates that fixture in the same commit (``python tests/test_config_files.py --update``),
+setting updates that fixture in the same commit (``python tests/unit/test_config_files.py --update``),
 where the diff shows it.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pipelines.config import (CONFIGS_ROOT, ConfigError, load_config, read_confi
                               runnable_configs)
 from pipelines.train.config import TrainConfig
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "configs_resolved.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "configs_resolved.json"
 
 
 def _resolved_shipped_configs() -> dict[str, dict]:

@@ -28,7 +28,7 @@ from pipelines.shards.reader import (
 
 pytestmark = pytest.mark.timeout(300)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LABELS = ('passing "ball", fast', "it's raining", "Ünïcode label")
 CONFIG_YAML = """\
 dataset: jobtest

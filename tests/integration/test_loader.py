@@ -44,7 +44,7 @@ from pipelines.loader.streams import (
 from pipelines.shards import contract
 from pipelines.shards.writer import ShardWriter, encode_sample
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLIP = ClipSettings(frames=4, size=16, resize=20)  # stored frames are 32x40: factor 1.6
 
 

@@ -32,7 +32,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "infra" / "k8s"
 KUBE_VERSION = "1.33"  # the oldest Kubernetes the manifests target (CronJob timeZone: >= 1.27)
 SCHEMA = json.loads(gzip.decompress((K8S / "schema" / "kuberay-v1.7.0.json.gz").read_bytes()))
