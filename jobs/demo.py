@@ -7,6 +7,9 @@ the synthetic temporal dataset is written as real mp4 files, preprocessed into W
 by the Ray job, TSI and then TSN are trained with Ray Train + DeepSpeed on the same data and
 steps, and both exports are evaluated on the eval split. Every video there has a twin in another
 class that is its exact frame reversal: TSN cannot tell them apart, TSI can.
+The console shows one line per stage (a live progress line while one runs, on a terminal) and
+ends with the summary table; everything else (Ray driver and worker output, library logs, a
+failure's traceback) goes to ``{output}/logs/demo-{UTC time}.log``, named at the start and end.
 Exit status: 0 when the run completed; 1 when a step failed (its message says which).
 """
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import sys
 
 from pipelines.config import ConfigError, parse_job_config
-from pipelines.demo import DemoConfig, run_demo
+from pipelines.console import Console, say
+from pipelines.demo import DemoConfig, log_folder, run_demo
 from pipelines.report import start_job_logging
 
 
@@ -25,21 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    console = Console(log_folder(config), name="demo")
+    print(f"full logs (Ray driver and workers, libraries): {console.log_path}", flush=True)
     try:
-        report = run_demo(config)
-    except Exception as exc:  # one line for the user; the traceback is in the log above
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        with console:
+            report = run_demo(config)
+            for line in report.summary(console.log_path):
+                say(line)
+    except Exception as exc:  # one line for the user; the traceback is in the log
+        print(f"error: {type(exc).__name__}: {exc} (details: {console.log_path})",
+              file=sys.stderr)
         return 1
-    print("summary: eval split, 1x1 (top-1 over all classes; pair accuracy: the predicted class "
-          "is in the true order-pair; within pair = top-1 / pair accuracy):")
-    print(report.table())
-    print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()))
-    print(f"shards: {report.shards}")
-    if report.champion:
-        print(f"champion: {report.champion}; {report.prediction}")
-    if report.tracking_uri:
-        print(f"MLflow store: {report.tracking_uri}; open the UI with: mlflow ui "
-              f"--backend-store-uri '{report.tracking_uri}' --host 127.0.0.1 --port 5000")
     return 0
 
 

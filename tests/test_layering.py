@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 ALLOWED: dict[str, set[str]] = {
     "pipelines.config": set(),
     "pipelines.report": set(),
+    "pipelines.console": set(),
     "pipelines.cluster": set(),
     "pipelines.distributed": set(),
     "pipelines.io": set(),
@@ -36,7 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines.ops": {"pipelines.config", "pipelines.report", "pipelines.cluster", "pipelines.io",
                       "pipelines.media", "pipelines.data", "pipelines.shards", "pipelines.loader",
                       "pipelines.evaluation", "pipelines.train", "pipelines.tracking"},
-    "pipelines.demo": {"pipelines.config", "pipelines.report", "pipelines.synthetic",
+    "pipelines.demo": {"pipelines.config", "pipelines.report", "pipelines.console",
+                       "pipelines.synthetic",
                        "pipelines.preprocess", "pipelines.train", "pipelines.evaluation",
                        "pipelines.tracking", "pipelines.ops"},
 }
