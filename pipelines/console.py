@@ -36,7 +36,6 @@ from typing import Any, TextIO
 QUIET_ENV = {
     "RAY_COLOR_PREFIX": "0",  # no ANSI colour around the "(RayTrainWorker pid=…)" prefixes
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # a worker's print() once, not again through logging
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 # Warnings raised by libraries about their own internals, which a user of the main job cannot
@@ -137,11 +136,9 @@ class Console:
     the log with its traceback, and re-raised for the job to report in one line.
     """
 
-    def __init__(self, folder: str | Path, *, stream: TextIO | None = None,
-                 name: str | None = None) -> None:
+    def __init__(self, folder: str | Path, *, name: str = "main-job") -> None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        self.log_path = Path(folder).resolve() / f"{name or 'main-job'}-{stamp}.log"
-        self._given = stream
+        self.log_path = Path(folder).resolve() / f"{name}-{stamp}.log"
         self._saved: tuple[int, int] | None = None
         self._live: _Live | None = None
         self._log: Any = None
@@ -158,8 +155,7 @@ class Console:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
-        terminal = self._given or os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8",
-                                            errors="replace")
+        terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace")
         self._live = _Live(terminal)
         self._log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 (closed in __exit__)
         self._saved = (os.dup(1), os.dup(2))
@@ -185,8 +181,7 @@ class Console:
                 os.close(fd)
             self._saved = None
         self._log.close()
-        if self._given is None:
-            self.live.stream.close()
+        self.live.stream.close()
 
     def say(self, text: str) -> None:
         """A line for the person at the terminal, copied into the log where it happened."""
