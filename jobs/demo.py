@@ -7,8 +7,11 @@ the synthetic temporal dataset is written as real mp4 files, preprocessed into W
 by the Ray job, TSI and then TSN are trained with Ray Train + DeepSpeed on the same data and
 steps, and both exports are evaluated on the eval split. Every video there has a twin in another
 class that is its exact frame reversal: TSN cannot tell them apart, TSI can.
+The console shows one line per stage (a live progress line while one runs, on a terminal) and
+ends with the summary table; everything else (Ray driver and worker output, library logs, a
+failure's traceback) goes to ``{output}/logs/demo-{UTC time}.log``, named at the start and end.
 Config: ``pipelines.demo.DemoConfig``. Exit status: 0 when the run completed; 1 when a step
-failed (its message says which); 2 bad configuration (one line).
+failed (its message says which, and where the log is); 2 bad configuration (one line).
 """
 from __future__ import annotations
 
@@ -25,27 +28,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.demo import DemoConfig, MainJobFailed, run_demo_on_console
+
     args = parser().parse_args(argv)
 
     def body() -> int:
-        from pipelines.demo import DemoConfig, run_demo
-
-        report = run_demo(cli.resolve_config(DemoConfig, args, {}))
-        print("summary: eval split, 1x1 (top-1 over all classes; pair accuracy: the predicted "
-              "class is in the true order-pair; within pair = top-1 / pair accuracy; reversal "
-              "flip: with the clip's frames reversed the prediction moves to the twin class, "
-              "0 = blind to order):")
-        print(report.table())
-        print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()))
-        print(f"shards: {report.shards}")
-        if report.champion:
-            print(f"champion: {report.champion}; {report.prediction}")
-        if report.tracking_uri:
-            print(f"MLflow store: {report.tracking_uri}; open the UI with: mlflow ui "
-                  f"--backend-store-uri '{report.tracking_uri}' --host 127.0.0.1 --port 5000")
+        run_demo_on_console(cli.resolve_config(DemoConfig, args, {}))
         return cli.EXIT_OK
 
-    return cli.run(body)
+    return cli.run(body, {MainJobFailed: cli.EXIT_FAILED})
 
 
 if __name__ == "__main__":

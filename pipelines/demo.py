@@ -22,14 +22,19 @@ names and sends the new versions through the same gate against the champion.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipelines.config import load_config
+from pipelines.console import Console, EpochProgress, ShownPrediction, epoch_poller, progress, say
 from pipelines.ops.gate import GateConfig
-from pipelines.synthetic import SyntheticConfig, class_names
+from pipelines.synthetic import CSV_NAME, SyntheticConfig, class_names, video_file_name
+
+log = logging.getLogger("tsi.demo")
+SHOWCASE_CLASSES = 4  # the champion predicts the first eval video of this many classes
 
 
 def _demo_synthetic() -> SyntheticConfig:
@@ -71,19 +76,56 @@ class DemoReport:
     outcomes: list[ModelOutcome]
     seconds: dict[str, float]
     tracking_uri: str | None = None  # the MLflow store the runs went to, when they did
-    champion: str | None = None  # models:/{task}/N after the gate
-    prediction: str = ""  # the champion's top-5 on one eval video
+    champion: str | None = None  # models:/{task}@champion after the gate
+    prediction: str = ""  # why the champion predicted nothing, when it did not
+    predictions: list[ShownPrediction] = field(default_factory=list)  # its eval showcase
+    eval_split: str = "eval"
 
-    def table(self) -> str:
-        from pipelines.report import format_table
+    def summary(self, log_path: str | Path | None = None) -> list[str]:
+        """The closing table: metrics per model, gate decisions, showcase, MLflow UI, logs."""
+        from pipelines.console import summary_lines
 
-        rows = [{"model": o.model, "eval top-1": o.metrics["top1"],
-                 "pair accuracy": o.metrics["pair_accuracy"],
-                 "within pair": o.metrics["within_pair"],
-                 "reversal flip": o.metrics.get("reversal_flip", ""), "top-5": o.metrics["top5"],
-                 "train s": o.train_seconds, "candidate": f"v{o.version}" if o.version else "",
-                 "gate": o.decision} for o in self.outcomes]
-        return format_table(rows)
+        videos = {o.metrics.get("videos") for o in self.outcomes}
+        lines = summary_lines(
+            split=self.eval_split, videos=int(videos.pop()) if len(videos) == 1 else None,
+            models=[(o.model, o.metrics, o.run_name) for o in self.outcomes],
+            decisions=[(f"{o.model} v{o.version}", o.decision) for o in self.outcomes
+                       if o.decision],
+            champion=self.champion, predictions=self.predictions,
+            no_prediction=self.prediction, tracking_uri=self.tracking_uri, log_path=log_path)
+        return lines + ["time (s): " + ", ".join(f"{k} {v:.0f}"
+                                                 for k, v in self.seconds.items())]
+
+
+class MainJobFailed(RuntimeError):
+    """A step of the main job failed; the message names it and the log file (exit 1)."""
+
+
+def run_demo_on_console(cfg: DemoConfig) -> DemoReport:
+    """The main job as a person runs it: everything but the stage lines and the summary goes to
+    a log file under ``{output}/logs`` (named at the start and the end); a failure's traceback
+    goes there too and the console gets one line."""
+    from pipelines.config import ConfigError
+
+    console = Console(log_folder(cfg), name="demo")
+    print(f"full logs (Ray driver and workers, libraries): {console.log_path}", flush=True)
+    with console:
+        try:
+            report = run_demo(cfg)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            log.exception("the main job failed")  # into the log file: the console is redirected
+            raise MainJobFailed(f"{type(exc).__name__}: {exc} (details: {console.log_path})"
+                                ) from None
+        for line in report.summary(console.log_path):
+            say(line)
+    return report
+
+
+def log_folder(cfg: DemoConfig) -> Path:
+    """Where the main job's full logs go (the console names the file at start and end)."""
+    return Path(cfg.output).resolve() / "logs"
 
 
 def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Path) -> None:
@@ -97,7 +139,8 @@ def preprocess_dataset(cfg: DemoConfig, csv_path: Path, videos: Path, shards: Pa
     flags = {"format": "kinetics", "annotations": [str(csv_path)], "videos": str(videos),
              "output": str(shards), "ray": {"workers": cfg.workers},
              "media": {"short_side": native}}
-    summary = run_preprocess(load_config(PreprocessConfig, cfg.preprocess_config, flags=flags))
+    with progress("[2/5] preprocessing into shards", unit="shards"):
+        summary = run_preprocess(load_config(PreprocessConfig, cfg.preprocess_config, flags=flags))
     print(summary.format(), flush=True)
     if not summary.ok or summary.stored == 0:
         raise RuntimeError("preprocessing did not complete; re-run the demo to resume it")
@@ -117,9 +160,14 @@ def train_and_evaluate(cfg: DemoConfig, model: str, shards: Path, storage: Path)
                  f"scaling.num_workers={cfg.workers}", f"task={cfg.task}"]
     began = time.perf_counter()
     train_cfg = load_config(TrainConfig, cfg.train_config, overrides)
-    result = train_tracked(train_cfg)
+    epochs = log_folder(cfg) / f"epochs-{model}.jsonl"  # for the progress line only
+    with progress(f"[3/5] training {model}", unit="epochs", total=train_cfg.epochs,
+                  poll=epoch_poller(epochs, train_cfg.epochs)):
+        result = train_tracked(train_cfg, wrap=lambda tracking: EpochProgress(tracking,
+                                                                             str(epochs)))
     seconds = time.perf_counter() - began
-    evaluation = evaluate_export(result.export_path, str(shards), cfg.eval_split)
+    with progress(f"[3/5] evaluating {model} on the {cfg.eval_split} split"):
+        evaluation = evaluate_export(result.export_path, str(shards), cfg.eval_split)
     pairs = pair_metrics(evaluation.predictions, evaluation.classes, twins_in(evaluation.classes))
     metrics: dict[str, Any] = {**pairs, **evaluation.reversal, "top5": evaluation.metrics.top5,
                                "videos": evaluation.metrics.videos}
@@ -154,24 +202,45 @@ def _gate_and_predict(cfg: DemoConfig, report: DemoReport, shards: Path, storage
     for outcome in report.outcomes:
         if outcome.version is None:
             continue
-        result = promote(PromoteConfig(task=cfg.task, gate=cfg.gate, eval=settings, store=store,
-                                       candidate=f"models:/{cfg.task}-candidates/"
-                                                 f"{outcome.version}"))
+        with progress(f"[4/5] gate for {outcome.model} v{outcome.version}"):
+            result = promote(PromoteConfig(task=cfg.task, gate=cfg.gate, eval=settings,
+                                           store=store, candidate=f"models:/{cfg.task}-"
+                                                                 f"candidates/{outcome.version}"))
         why = result.decision.reason if result.decision else result.message
-        outcome.decision = (f"promoted (v{result.promoted_version})" if result.promoted
-                            else f"refused: {why}")
-        print(f"[4/5] gate for {outcome.model} v{outcome.version}: {outcome.decision}", flush=True)
+        verdict = (f"promoted to {cfg.task} v{result.promoted_version}" if result.promoted
+                   else "refused")
+        outcome.decision = f"{verdict}: {why}"  # with the gate's numbers, for the summary
+        say(f"[4/5] gate for {outcome.model} v{outcome.version}: {verdict}")
     champion = f"models:/{cfg.task}@champion"
-    videos = sorted((shards.parent / "videos" / cfg.eval_split).glob("*.mp4"))[:1]
+    labels = _showcase(shards.parent / "videos", cfg.eval_split)
     try:
-        [pred] = run_predict(PredictConfig(model=champion, videos=(str(videos[0]),), store=store))
+        with progress(f"[5/5] {champion} on {len(labels)} {cfg.eval_split} videos"):
+            preds = run_predict(PredictConfig(model=champion, videos=tuple(labels), store=store))
     except Exception as exc:  # no champion (every gate refused), or no video: say so
         report.prediction = f"no prediction with {champion}: {exc}"
-    else:
-        report.champion = champion
-        report.prediction = f"{videos[0].name}: " + ", ".join(
-            f"{label} {p:.3f}" for label, p in zip(pred.labels, pred.probabilities))
-    print(f"[5/5] {champion} on one eval video: {report.prediction}", flush=True)
+        say(f"[5/5] {report.prediction}")
+        return
+    report.champion = champion
+    report.predictions = [ShownPrediction(Path(p.path).name, labels[p.path], tuple(p.labels),
+                                          tuple(p.probabilities)) for p in preds]
+    right = sum(p.labels[:1] == (p.true_label,) for p in report.predictions)
+    say(f"[5/5] {champion} on {len(preds)} {cfg.eval_split} videos: {right} predicted right")
+
+
+def _showcase(videos: Path, split: str) -> dict[str, str]:
+    """``{path: true label}`` of the first ``split`` video of the first few classes (in the
+    generator's order a video and its frame-reversed twin come first in their two classes)."""
+    import csv
+
+    chosen: dict[str, str] = {}
+    with open(videos / CSV_NAME, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] == split and row["label"] not in chosen.values():
+                name = video_file_name(row["youtube_id"], row["time_start"], row["time_end"])
+                chosen[str(videos / split / name)] = row["label"]
+            if len(chosen) == SHOWCASE_CLASSES:
+                break
+    return chosen
 
 
 def run_demo(cfg: DemoConfig) -> DemoReport:
@@ -185,24 +254,25 @@ def run_demo(cfg: DemoConfig) -> DemoReport:
     videos, shards = root / "videos", root / "shards"
     seconds: dict[str, float] = {}
     began = time.perf_counter()
-    csv_path = write_dataset(cfg.synthetic, videos, workers=cfg.workers)
+    with progress("[1/5] generating the synthetic dataset"):
+        csv_path = write_dataset(cfg.synthetic, videos, workers=cfg.workers)
     seconds["generate"] = time.perf_counter() - began
-    print(f"[1/5] synthetic dataset: {csv_path} ({len(class_names(cfg.synthetic))} classes, "
-          f"{seconds['generate']:.0f} s)", flush=True)
+    say(f"[1/5] synthetic dataset: {csv_path} ({len(class_names(cfg.synthetic))} classes, "
+        f"{seconds['generate']:.0f} s)")
     began = time.perf_counter()
     preprocess_dataset(cfg, csv_path, videos, shards)
     seconds["preprocess"] = time.perf_counter() - began
-    print(f"[2/5] shards under {shards} ({seconds['preprocess']:.0f} s)", flush=True)
+    say(f"[2/5] shards under {shards} ({seconds['preprocess']:.0f} s)")
     outcomes = []
     for model in cfg.models:
         outcome = train_and_evaluate(cfg, model, shards, root / "train")
         seconds[f"train {model}"] = outcome.train_seconds
         outcomes.append(outcome)
-        print(f"[3/5] {model}: eval top-1 {outcome.metrics['top1']:.3f}, within pair "
-              f"{outcome.metrics['within_pair']:.3f}, reversal flip "
-              f"{outcome.metrics['reversal_flip']:.3f} ({outcome.train_seconds:.0f} s)",
-              flush=True)
-    report = DemoReport(str(shards), outcomes, seconds, _tracking_uri(cfg, root / "train"))
+        say(f"[3/5] {model} ({outcome.run_name}): eval top-1 {outcome.metrics['top1']:.3f}, "
+            f"within pair {outcome.metrics['within_pair']:.3f}, reversal flip "
+            f"{outcome.metrics['reversal_flip']:.3f} ({outcome.train_seconds:.0f} s)")
+    report = DemoReport(str(shards), outcomes, seconds, _tracking_uri(cfg, root / "train"),
+                        eval_split=cfg.eval_split)
     if report.tracking_uri:
         began = time.perf_counter()
         _gate_and_predict(cfg, report, shards, root / "train")

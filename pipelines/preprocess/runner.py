@@ -1,5 +1,8 @@
 """Run shard tasks on Ray: one task per shard, bounded concurrency, one log line per shard.
 
+Each shard's line carries ``extra={"progress": (done, total, unit)}`` for a caller's progress
+display (``pipelines.console``); the line itself reads the same without one.
+
 Tasks are plain :func:`~pipelines.preprocess.worker.write_shard` calls; Ray retries them when a
 worker or node is lost (``max_retries``), never for an exception in our code (that would fail
 again). A shard that still fails is reported, not fatal: the other shards finish and a re-run
@@ -67,7 +70,8 @@ def run_tasks(
                 report: ShardReport = ray.get(ref)
             except Exception as exc:  # RayTaskError, WorkerCrashedError, ...
                 failures[task.spec.name] = f"{type(exc).__name__}: {str(exc)[-300:]}"
-                log.error("%s FAILED: %s", name, failures[task.spec.name])
+                log.error("%s FAILED: %s", name, failures[task.spec.name], extra={
+                    "progress": (len(reports) + len(failures), len(tasks), f"{task.split} shards")})
                 continue
             reports[task.spec.name] = report
             videos_done += len(task.spec.samples)
@@ -79,5 +83,6 @@ def run_tasks(
                 "%.2f videos/s)", name, report.ok, report.rejected,
                 f" ({reasons})" if reasons else "", report.tar_bytes / 1e6, report.seconds,
                 finished, len(tasks), videos_done, total_videos, videos_done / max(elapsed, 1e-9),
+                extra={"progress": (finished, len(tasks), f"{task.split} shards")},
             )
     return reports, failures

@@ -231,7 +231,12 @@ class Sample:
 
     @property
     def file_name(self) -> str:
-        return f"{self.youtube_id}_{self.time_start:06d}_{self.time_end:06d}.mp4"
+        return video_file_name(self.youtube_id, self.time_start, self.time_end)
+
+
+def video_file_name(youtube_id: str, time_start: int, time_end: int) -> str:
+    """A video's file name in its split folder, from its CSV row (the Kinetics layout)."""
+    return f"{youtube_id}_{int(time_start):06d}_{int(time_end):06d}.mp4"
 
 
 def _youtube_id(config: SyntheticConfig, split: str, pair: int, index: int, side: int) -> str:

@@ -6,6 +6,8 @@ with the backend the config names.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from typing import TYPE_CHECKING
 
 from pipelines.train.config import TrainConfig
@@ -24,8 +26,11 @@ def make_tracking(cfg: TrainConfig) -> Tracking:
     return builtin_tracking(cfg.tracking.backend)
 
 
-def train_tracked(cfg: TrainConfig) -> TrainResult:
-    """``run_training`` with the tracking backend the config names (what jobs and the demo run)."""
+def train_tracked(cfg: TrainConfig,
+                  wrap: Callable[[Tracking], Tracking] | None = None) -> TrainResult:
+    """``run_training`` with the tracking backend the config names (what jobs and the demo run);
+    ``wrap`` decorates that backend (the main job's progress line listens to its epochs)."""
     from pipelines.train.trainer import run_training
 
-    return run_training(cfg, tracking=make_tracking(cfg))
+    tracking = make_tracking(cfg)
+    return run_training(cfg, tracking=wrap(tracking) if wrap else tracking)

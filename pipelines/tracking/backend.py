@@ -4,7 +4,8 @@
 - ``begin`` (driver, before workers start): the task's experiment, then the run tagged with the
   training run name (found again on a restart or re-submission, else created with the
   flattened config as params and the YAML as an artifact).
-- ``epoch_logger`` (rank 0): metrics with the global step as ``step``, system metrics; a store
+- ``epoch_logger`` (rank 0): metrics with the global step as ``step`` (counters, i.e. epoch,
+  step and video counts, as run tags: no chart of a count), system metrics; a store
   that stops answering mid-run delays logging (points are kept and sent with the next epoch,
   with a warning) and never stops training.
 - ``end`` (driver, after ``fit``): classes, dataset stats, per-class table, curves and confusion
@@ -38,6 +39,7 @@ from pipelines.tracking.runs import (
     RUN_NAME_TAG,
     ensure_experiment,
     find_run,
+    split_counters,
     with_retries,
 )
 from pipelines.train.config import TrackingSettings
@@ -69,6 +71,7 @@ class _EpochLogger:
         self.bounded.enter_context(bounded_http(timeout_s, retries=0))
         self.client = MlflowClient(tracking_uri=handle["uri"])
         self.pending: list[Any] = []
+        self.counters: dict[str, str] = {}  # latest epoch, step and video counts, as run tags
         self.monitor = None
         try:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
@@ -83,16 +86,22 @@ class _EpochLogger:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [Metric(key, float(value), now, step) for key, value in metrics.items()
-                         if isinstance(value, (int, float))]
+        charted, counters = split_counters(metrics)
+        self.pending += [Metric(key, value, now, step) for key, value in charted.items()]
         self.pending = self.pending[-MAX_PENDING:]
+        self.counters.update(counters)
         self._flush()
 
     def _flush(self) -> None:
+        from mlflow.entities import RunTag
+
         try:
-            while self.pending:
-                self.client.log_batch(self.handle["run_id"], metrics=self.pending[:1000])
+            while self.pending or self.counters:
+                tags = [RunTag(k, v) for k, v in self.counters.items()]
+                self.client.log_batch(self.handle["run_id"], metrics=self.pending[:1000],
+                                      tags=tags)
                 del self.pending[:1000]
+                self.counters = {}
         except Exception as exc:
             log.warning("MLflow did not take %d metric points (%s); training goes on, they are "
                         "sent with the next epoch", len(self.pending),

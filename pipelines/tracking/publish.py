@@ -19,6 +19,7 @@ from pipelines.tracking.runs import (
     RUN_NAME_TAG,
     ensure_experiment,
     find_run,
+    split_counters,
     with_retries,
 )
 from pipelines.tracking.connection import Store, bounded_http, use_store
@@ -116,8 +117,11 @@ def _run_for(client: Any, store: Store, meta: dict[str, Any], run_id: str | None
     run = client.create_run(experiment_id, run_name=run_name,
                             tags={RUN_NAME_TAG: run_name, "tsi.task": task,
                                   "tsi.registered_from": "jobs.register"})
-    for key, value in (meta.get("metrics") or {}).items():
-        client.log_metric(run.info.run_id, key, float(value), step=int(meta.get("global_step", 0)))
+    charted, counters = split_counters(meta.get("metrics") or {})
+    for key, value in charted.items():
+        client.log_metric(run.info.run_id, key, value, step=int(meta.get("global_step", 0)))
+    for key, value in counters.items():
+        client.set_tag(run.info.run_id, key, value)
     return run.info.run_id
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 log = logging.getLogger("tsi.tracking")
@@ -27,6 +27,31 @@ def with_retries(what: str, fn: Callable[[], T], retries: int, backoff_s: float)
                         wait, attempt + 1, retries)
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+COUNTER_TAG_PREFIX = "tsi."  # e.g. tsi.epoch, tsi.global_step, tsi.val_videos
+
+
+def is_counter(key: str) -> bool:
+    """A count, not a measurement: the epoch, the global step (already every point's ``step``)
+    and numbers of videos (``val_videos``, ``train/videos_seen``…), constant or stepping by one.
+    Recorded as run tags, so MLflow draws no chart of them."""
+    name = key.rsplit("/", 1)[-1]
+    return key in ("epoch", "global_step") or "videos" in name.split("_")
+
+
+def split_counters(metrics: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """``(metrics to chart, counter tags)`` of one epoch's numbers (non-numbers are dropped)."""
+    charted: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    for key, value in metrics.items():
+        if not isinstance(value, (int, float)):
+            continue
+        if is_counter(key):
+            tags[COUNTER_TAG_PREFIX + key] = f"{value:g}"
+        else:
+            charted[key] = float(value)
+    return charted, tags
 
 
 def ensure_experiment(client: Any, name: str, artifact_root: str | None) -> str:

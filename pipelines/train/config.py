@@ -142,7 +142,7 @@ class DeepSpeedSettings:
 class RunSettings:
     """Naming, checkpoints, retries, export.
 
-    ``name``: null gives ``{task}-{UTC time}``; an explicit name that exists resumes it;
+    ``name``: null gives ``{task}-{model}-{UTC time}``; an explicit name that exists resumes it;
     ``{ray_job}`` in it stands for the RayJob (or Ray job) that runs the training.
     ``keep_best_by``: a metric reported with each checkpoint (e.g. ``selection_top1``) kept
     beside the latest; ``export`` chooses ``last`` (the paper's fixed schedule) or ``best``.
@@ -218,7 +218,8 @@ class TrainConfig:
             raise ValueError("batches_per_epoch must be >= 1 or null")
 
     def run_name(self, now: dt.datetime | None = None) -> str:
-        """The configured name, else a new unique one: ``{task}-{YYYYmmdd-HHMMSS}``.
+        """The configured name, else a new unique one: ``{task}-{model}-{YYYYmmdd-HHMMSS-mmm}``
+        (the model named, so runs of one task, e.g. the main job's TSI and TSN, read apart).
 
         ``{ray_job}`` in the name becomes the submitting RayJob's name (``pipelines.cluster``):
         a retried RayJob resumes its run, a new RayJob starts a new one.
@@ -226,7 +227,7 @@ class TrainConfig:
         if self.run.name:
             return check_run_name(expand_ray_job(self.run.name))
         stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%d-%H%M%S-%f")[:-3]
-        return f"{self.task}-{stamp}"
+        return f"{self.task}-{self.model.name}-{stamp}"
 
     def digest(self) -> str:
         """Config hash recorded in the export (the resolved config, canonical JSON)."""
