@@ -431,11 +431,12 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[s
 
 
 def _cell(value: Any) -> str:
-    """A table cell: floats to 3 decimals; missing or not-a-number as ``-``, never ``nan``."""
+    """A table cell: fractions to 3 decimals, counts as integers; missing or not-a-number as
+    ``-``, never ``nan``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.0f}" if value.is_integer() and abs(value) > 1 else f"{value:.3f}"
     return str(value)
 
 
