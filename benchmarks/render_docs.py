@@ -316,7 +316,7 @@ def media_modes_table() -> str:
 
 
 def main_job_summary() -> str:
-    return "```\n" + "\n".join(load("main_job")["first_run"]["summary_excerpt"]) + "\n```"
+    return "```\n" + "\n".join(load("main_job")["console_run"]["summary_excerpt"]) + "\n```"
 
 
 def main_job_targets() -> str:
