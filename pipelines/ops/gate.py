@@ -104,6 +104,9 @@ class GateDecision:
             return (f"{'PASS' if self.passed else 'FAIL'}: top-1 {self.candidate_top1:.4f} on "
                     f"{self.videos} videos, first champion (floor {self.floor or 0:.4f}); "
                     f"{self.reason}")
+        if self.p_value is None:  # refused before comparing (too few videos, NaN outputs)
+            return (f"FAIL: not compared ({self.candidate_top1:.4f} vs "
+                    f"{self.champion_top1:.4f} top-1, {self.videos} videos); {self.reason}")
         return (f"{'PASS' if self.passed else 'FAIL'}: {self.gain or 0:+.4f} top-1 "
                 f"({self.candidate_top1:.4f} vs {self.champion_top1:.4f}), bound "
                 f"{self.lower_bound if self.lower_bound is not None else float('nan'):+.4f}, "

@@ -105,7 +105,9 @@ def test_degenerate_evidence_is_refused_with_its_reason():
     assert not refused.passed and "1 of 40 videos have non-finite" in refused.reason
     inf = _predictions([True] * 40)
     inf.probs[0, 0] = np.inf
-    assert "non-finite" in decide(inf, champion_of(inf), GateConfig()).reason
+    against_champion = decide(inf, champion_of(inf), GateConfig())
+    assert "non-finite" in against_champion.reason
+    assert against_champion.summary().startswith("FAIL: not compared")  # no p-value to print
 
 
 def champion_of(pred: Predictions) -> Predictions:
