@@ -163,10 +163,3 @@ class VideoResNet(nn.Module):
         frames = clip.flatten(0, 1).contiguous()
         scores = self.fc(self.dropout(self.features(frames)))
         return scores.view(n, t, -1).mean(dim=1)  # TSN consensus: average of per-frame scores
-
-    def replace_head(self, num_classes: int) -> None:
-        """New classifier for ``num_classes`` (fine-tuning a Kinetics model on UCF-101/HMDB-51)."""
-        fc = nn.Linear(self.fc.in_features, num_classes).to(self.fc.weight.device, self.fc.weight.dtype)
-        nn.init.normal_(fc.weight, std=0.001)
-        nn.init.zeros_(fc.bias)
-        self.fc = fc

@@ -93,6 +93,14 @@ def classification_metrics(pred: Predictions, num_classes: int) -> Classificatio
     )
 
 
+def most_confused_with(confusion: np.ndarray, class_names: Sequence[str]) -> list[str]:
+    """Per true class, the *other* class its videos were most often predicted as ("" when none
+    was mistaken; a tie goes to the first class): the diagonal is what a class gets right."""
+    errors = np.array(confusion, dtype=np.int64, copy=True)
+    np.fill_diagonal(errors, 0)
+    return [class_names[int(np.argmax(row))] if row.sum() else "" for row in errors]
+
+
 def pair_metrics(pred: Predictions, class_names: Sequence[str],
                  pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
     """For datasets of order twins (a motion and its reverse): how much is telling the order.

@@ -33,10 +33,6 @@ class Store:
     uri: str
     artifact_root: str | None  # None: the server decides (proxied artifacts)
 
-    @property
-    def is_remote(self) -> bool:
-        return self.uri.startswith(("http://", "https://"))
-
 
 def resolve_store(settings: TrackingSettings, storage_path: str) -> Store:
     uri = settings.uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -18,6 +18,7 @@ def log_classification_report(client: Any, run_id: str, preds: Predictions,
     """``per_class_accuracy.json`` (an MLflow table) and ``plots/confusion_matrix.png``."""
     import matplotlib.pyplot as plt
 
+    from pipelines.evaluation.metrics import most_confused_with
     from pipelines.tracking.plots import confusion_matrix
 
     classes = list(classes)
@@ -26,8 +27,8 @@ def log_classification_report(client: Any, run_id: str, preds: Predictions,
     client.log_table(run_id, {
         "class": classes, "videos": [int(n) for n in support],
         "accuracy": [a if a is not None else float("nan") for a in metrics.per_class_accuracy],
-        "predicted_most_as": [classes[int(np.argmax(row))] if row.sum() else ""
-                              for row in metrics.confusion]}, "per_class_accuracy.json")
+        "most_confused_with": most_confused_with(metrics.confusion, classes)},
+        "per_class_accuracy.json")
     figure = confusion_matrix(metrics.confusion, classes,
                               f"{title}: top-1 {metrics.top1:.3f} ({metrics.videos} videos)")
     client.log_figure(run_id, figure, "plots/confusion_matrix.png")

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.evaluation.metrics import most_confused_with
 from pipelines.evaluation import (
     Predictions, classification_metrics, gather_predictions, pair_metrics,
 )
@@ -34,6 +35,9 @@ def test_top1_top5_mean_class_and_confusion_by_hand():
     assert m.mean_class_accuracy == pytest.approx((1.0 + 0.5 + 0.0) / 3)
     assert m.top5 == 1.0  # only 4 classes: top-5 is every class
     assert m.confusion.tolist() == [[1, 0, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1], [0, 0, 0, 0]]
+    # the other class each is mistaken for: never itself, "" when none, the first of a tie
+    assert most_confused_with(m.confusion, "abcd") == ["", "c", "a", ""]
+    assert most_confused_with(np.array([[5, 1], [0, 3]]), ["x", "y"]) == ["y", ""]
     probs6 = np.eye(6)[[5, 5, 5]] * 0.5 + np.arange(6)[None, :] / 100  # class order 5,4,3,2,1,0
     m6 = classification_metrics(_preds([0, 1, 4], probs6), 6)
     assert m6.top1 == 0.0 and m6.top5 == pytest.approx(2 / 3)  # class 0 is sixth
