@@ -30,6 +30,7 @@ from pipelines.tracking.registry import (
     lineage_tags,
     log_packaged_model,
 )
+from pipelines.tracking.registry import candidate_description
 from pipelines.tracking.registry import register as register_version
 
 log = logging.getLogger("tsi.tracking")
@@ -167,7 +168,8 @@ def publish_export(store: Store, export_path: str | Path, *, run_id: str | None 
             if register:
                 version = with_retries(
                     "registering the model",
-                    lambda: register_version(client, info.model_uri, str(meta["task"]), tags),
+                    lambda: register_version(client, info.model_uri, str(meta["task"]), tags,
+                                             candidate_description(meta, tags)),
                     retries, backoff_s)
                 log.info("registered %s version %s (alias candidate) from %s", version.name,
                          version.version, export_path)

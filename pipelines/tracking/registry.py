@@ -157,8 +157,25 @@ def ensure_registered_model(client: Any, name: str, description: str) -> None:
             raise
 
 
-def register(client: Any, model_uri: str, task: str, tags: Mapping[str, str]) -> Any:
-    """A new version of ``{task}-candidates`` with ``tags``; alias ``candidate`` moved to it."""
+def candidate_description(meta: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    """The paragraph a person reads on a candidate version in the MLflow UI."""
+    metrics = meta.get("metrics") or {}
+    videos = metrics.get("val_videos")
+    scored = "not validated"
+    if isinstance(metrics.get("val_top1"), (int, float)):
+        scored = f"val top-1 {metrics['val_top1']:.3f}" + (
+            f" on {int(videos)} videos" if isinstance(videos, (int, float)) else "")
+    return (f"Candidate from training run {meta.get('run_name', '?')}: {meta.get('model', '?')} "
+            f"for {meta.get('task', '?')} ({tags.get('tsi.num_classes', '?')} classes), epoch "
+            f"{meta.get('epoch', '?')}, step {meta.get('global_step', '?')}, {scored}. Export "
+            f"sha256 {tags.get('tsi.export_sha256', '')[:12]}… Not served: only jobs.promote, "
+            f"after its gate, copies a version to {production_name(str(meta.get('task', '')))}.")
+
+
+def register(client: Any, model_uri: str, task: str, tags: Mapping[str, str],
+             description: str | None = None) -> Any:
+    """A new version of ``{task}-candidates`` with ``tags`` (and ``description``); alias
+    ``candidate`` moved to it."""
     name = candidates_name(task)
     existing = find_version(client, name, tags["tsi.export_sha256"])
     if existing is None:
@@ -168,5 +185,7 @@ def register(client: Any, model_uri: str, task: str, tags: Mapping[str, str]) ->
         import mlflow
 
         existing = mlflow.register_model(model_uri, name, tags=dict(tags))
+        if description:
+            client.update_model_version(name, existing.version, description=description)
     client.set_registered_model_alias(name, CANDIDATE_ALIAS, existing.version)
     return existing

@@ -114,6 +114,7 @@ def test_register_over_http_then_serve_answers_invocations_the_same(trained, mlf
     client = mlflow.MlflowClient(mlflow_server["url"])
     versions = client.search_model_versions("name = 'tsi-synthetic-candidates'")
     assert len(versions) == 1  # registering the same file twice makes one version
+    assert versions[0].description.startswith("Candidate from training run tiny-tsn: tsn_r50")
     video = _eval_videos(trained, 1)[0]
     payload = ["base64:" + base64.b64encode(video.read_bytes()).decode()]
     mlflow.set_tracking_uri(mlflow_server["url"])
