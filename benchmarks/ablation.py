@@ -59,20 +59,10 @@ def _shards(args: argparse.Namespace) -> Path:
 
 def _earlier_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Runs of an interrupted earlier invocation with the same recipe (epochs, size, threads)."""
-    import json
+    from benchmarks.common import earlier_runs
 
-    from benchmarks.common import RESULTS_DIR
-
-    path = RESULTS_DIR / f"{args.output}.json"
-    if not path.exists():
-        return []
-    earlier = json.loads(path.read_text())
-    same = all(earlier.get("settings", {}).get(k) == getattr(args, k)
-               for k in ("epochs", "size", "threads"))
-    if not same:
-        raise SystemExit(f"{path} was made with other epochs/size/threads: not resuming")
-    return [r for r in earlier.get("runs", [])
-            if r["variant"] in args.variants and r["seed"] in args.seeds]
+    return earlier_runs(args.output, vars(args), ("epochs", "size", "threads"),
+                        lambda r: r["variant"] in args.variants and r["seed"] in args.seeds)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -43,3 +43,18 @@ def write_result(name: str, payload: dict[str, Any], results_dir: Path = RESULTS
     path = results_dir / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def earlier_runs(name: str, settings: dict[str, Any], keys: tuple[str, ...],
+                 wanted: Any) -> list[dict[str, Any]]:
+    """The runs an interrupted earlier invocation left in ``{name}.json`` (``--resume``): only
+    if it was made with the same ``settings[k]`` for every ``k`` in ``keys``, and only those
+    ``wanted(run)`` accepts."""
+    path = RESULTS_DIR / f"{name}.json"
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    changed = [k for k in keys if earlier.get("settings", {}).get(k) != settings[k]]
+    if changed:
+        raise SystemExit(f"{path} was made with other {', '.join(changed)}: not resuming")
+    return [run for run in earlier.get("runs", []) if wanted(run)]

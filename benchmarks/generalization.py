@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS_DIR, format_table, machine_state, write_result
+from benchmarks.common import earlier_runs, format_table, machine_state, write_result
 
 MODELS = ("tsi_r50", "tsn_r50")
 KEYS = ("top1", "within_pair", "pair_accuracy", "reversal_flip", "reversal_to_twin")
@@ -74,15 +74,11 @@ def _shards(cfg) -> Path:
 
 
 def _earlier_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    path = RESULTS_DIR / f"{args.output}.json"
-    if not path.exists():
-        return []
-    earlier = json.loads(path.read_text())
-    keys = ("train_per_class", "eval_per_class", "epochs", "pairs", "data_seed")
-    if any(earlier.get("settings", {}).get(k) != getattr(args, k) for k in keys):
-        raise SystemExit(f"{path} was made with other data or epochs: not resuming")
-    return [r for r in earlier.get("runs", []) if r["family"] in args.families
-            and r["seed"] in args.seeds and r["model"] in args.models]
+    """Runs of an interrupted earlier study with the same data sizes and epochs."""
+    return earlier_runs(args.output, vars(args),
+                        ("train_per_class", "eval_per_class", "epochs", "pairs", "data_seed"),
+                        lambda r: r["family"] in args.families and r["seed"] in args.seeds
+                        and r["model"] in args.models)
 
 
 def summarise(runs: list[dict[str, Any]], families: list[str], models: list[str]
