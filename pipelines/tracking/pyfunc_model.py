@@ -1,10 +1,10 @@
 """The packaged model (MLflow models-from-code): video files or bytes in, top-k labels out.
 
 Logged by :func:`pipelines.tracking.registry.log_packaged_model` with the exported checkpoint as
-the ``checkpoint`` artifact and ``tsi_model`` + ``pipelines`` as ``code_paths``, so it loads
-without this repository installed and without network. Input: a list (or one-column frame) of
-video paths, raw bytes, or ``"base64:<data>"`` strings (the JSON form for ``/invocations``:
-``{"inputs": ["base64:AAAA..."]}``). Output, per video in order: ``{"labels": [...],
+the ``checkpoint`` artifact and ``tsi_model`` + ``pipelines`` as the ``code`` artifact (one zip,
+put first on ``sys.path``), so it loads without this repository installed and without network.
+Input: a list (or one-column frame) of video paths, raw bytes, or ``"base64:<data>"`` strings
+(the JSON form for ``/invocations``: ``{"inputs": ["base64:AAAA..."]}``). Output, per video in order: ``{"labels": [...],
 "probabilities": [...], "error": null}``, or ``{"labels": [], "probabilities": [], "error":
 "why"}`` for an unreadable video; the others are unaffected.
 
@@ -12,6 +12,7 @@ Evaluation and promotion never run this file: they read the checkpoint with thei
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import mlflow
@@ -24,6 +25,9 @@ class TSIVideoClassifier(mlflow.pyfunc.PythonModel):
     """Decodes, samples and crops each video exactly as the evaluation of its shard would."""
 
     def load_context(self, context: Any) -> None:
+        code = context.artifacts.get("code")  # registry.CODE_ARTIFACT (not importable yet)
+        if code and code not in sys.path:
+            sys.path.insert(0, code)
         from pipelines.loader.clips import ClipSettings
         from pipelines.tracking.video_input import decode_options, require_ffmpeg
         from tsi_model import build_from_checkpoint

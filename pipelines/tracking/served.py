@@ -4,8 +4,8 @@ A candidate version lives in the trainer's experiment, where the trainer can ove
 its files after promotion. So promotion never serves it: on a pass the promoter logs a **new**
 packaged model into its own experiment (``{task}-promotion``, where the trainer has READ only)
 from three platform-written things — this installation's ``pyfunc_model.py``, this
-installation's ``tsi_model`` and ``pipelines`` as ``code_paths``, and the candidate's checkpoint
-after its sha256 was checked (weights are read with ``weights_only=True``; nothing in it is
+installation's ``tsi_model`` and ``pipelines`` (one zip, the ``code`` artifact), and the
+candidate's checkpoint after its sha256 was checked (weights are read with ``weights_only=True``; nothing in it is
 executed) — registers it as a version of ``{task}`` and records the sha256 of every file of
 that model as JSON in the version tag ``tsi.served.sha256``. Only the promoter (and the admin)
 can write tags on ``{task}``.

@@ -86,6 +86,7 @@ def test_packaged_model_predicts_in_a_fresh_process_as_evaluation_does(trained, 
     out = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
     code = next(l for l in proc.stdout.splitlines() if l.startswith("CODE "))[5:]
     assert not Path(code).is_relative_to(REPO), code  # the model's shipped copy, not this checkout
+    assert "platform-code.zip" in code, code  # one archive, imported as it is
     evaluation = evaluate_export(trained["tsi"].export_path, str(trained["shards"]), "val")
     classes = evaluation.classes
     expected = {key: classes[int(evaluation.predictions.probs[i].argmax())]
