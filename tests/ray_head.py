@@ -1,5 +1,5 @@
-"""A Ray head of one test, started and stopped with infra/local's scripts (shared by the tests of
-``ray job submit``: tests/integration/test_job_submit.py and tests/integration/test_cluster_mode.py).
+"""A Ray head of a test module, started and stopped with infra/local's scripts (the tests of
+``ray job submit``: tests/integration/test_cluster_mode.py and test_node_failure.py).
 
 Own ports, temp dir and token, so it never touches the session's ``ray_local`` or
 ``~/.ray/auth_token``; stopped by its own process id/session, never with ``ray stop``.
@@ -26,7 +26,6 @@ BIN = Path(sys.executable).parent
 # The documented command's excludes (infra/local/README.md). Anchored with "/": a bare "data"
 # would also drop pipelines/data/ (gitwildmatch matches a bare name at any depth).
 EXCLUDES = ["/.venv", "/data", "/runs", "/mlruns", "/.git"]
-JOB_TIMEOUT_S = 150
 NODE_LABEL = "tsi-test-node"  # a worker node's own name (its temp dir) among the nodes' labels
 
 
