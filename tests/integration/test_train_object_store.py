@@ -16,7 +16,7 @@ from conftest import tiny_train_overrides
 from pipelines.io import Storage, storage_env
 from pipelines.config import load_config
 from pipelines.train.config import TrainConfig
-from pipelines.train.trainer import TrainingError, run_training
+from pipelines.train.trainer import run_training
 from pipelines.train.weights import (
     WeightsMismatch, WeightsUnavailable, check_pretrained, sha256_file, stage,
 )
@@ -87,27 +87,41 @@ def test_a_wrong_weights_hash_fails_on_the_driver_before_training(ray_local, buc
     assert not Storage.open(f"s3://{BUCKET}/runs/bad").list_files()  # no worker ever started
 
 
-def test_an_s3_run_resumes_exports_there_and_is_evaluated_and_registered_from_there(
+def test_an_s3_run_restarts_from_its_s3_checkpoint_exports_there_and_is_evaluated_and_registered(
         ray_local, bucket, tmp_path, monkeypatch, capsys):
+    """A worker raises in epoch 2: Ray Train restarts the group, which resumes from checkpoint 1
+    in S3 and reports every epoch once; a re-submission of the finished run finds it in S3 and
+    trains nothing; evaluation and registration read the export from S3."""
+    from mlflow import MlflowClient
+
     from conftest import injected_failure
     from jobs import evaluate, register
+    from pipelines.tracking import make_tracking
+    from pipelines.tracking.runs import find_run
+    from pipelines.train.loop import FAULT_MARKER
 
     monkeypatch.chdir(tmp_path)  # a URI turned into a path would show up here as ./s3:
-    cfg = _s3_run(bucket, tmp_path, **{"run.max_failures": 0})
-    with injected_failure(step=4), pytest.raises(TrainingError, match="re-run"):
-        run_training(cfg)  # killed in epoch 2, after checkpoint 1
+    tracked = f"sqlite:///{tmp_path / 'train.db'}"
+    cfg = _s3_run(bucket, tmp_path, **{"run.max_failures": 1, "task": "s3-tiny",
+                                       "tracking.backend": "mlflow", "tracking.uri": tracked})
+    with injected_failure(step=4):  # rank 1 raises once at step 4, after checkpoint 1
+        result = run_training(cfg, tracking=make_tracking(cfg))
     run = Storage.open(f"s3://{BUCKET}/runs/s3-run")
-    states = [json.loads(run.read_bytes(f)) for f in run.list_files() if f.endswith(
-        "tsi_state.json")]
-    assert [s["epoch"] for s in states] == [1] and not run.exists("model.pt")
-
-    result = run_training(cfg)  # re-submitted under the same name: resumes from S3
-    assert result.resumed_from_step == 3 and result.metrics["global_step"] == 6
+    assert run.read_bytes(FAULT_MARKER) == b"4"  # the failure did happen
+    assert result.metrics["global_step"] == 6 and result.resumed_from_step is None
+    client = MlflowClient(tracked)
+    mlflow_run = find_run(client, client.get_experiment_by_name("s3-tiny").experiment_id,
+                          "s3-run")
+    steps = [p.step for p in client.get_metric_history(mlflow_run.info.run_id, "train_loss")]
+    assert steps == [3, 6]  # the global step continued from S3; no epoch reported twice
     assert result.export_path == f"s3://{BUCKET}/runs/s3-run/model.pt"
     assert run.exists("model.pt") and run.exists("model.pt.sha256")
     assert run.exists("eval_predictions.npz")
     assert result.metrics["train/distinct_videos"] == 48  # 3 steps x 2 ranks x 8 = the split
     assert not list(tmp_path.glob("s3*")) and not Path("s3:").exists()
+
+    again = run_training(cfg, tracking=make_tracking(cfg))  # re-submitted: found in S3
+    assert again.resumed_from_step == 6 and again.export_path == result.export_path
 
     store = f"sqlite:///{tmp_path / 'ops.db'}"
     capsys.readouterr()
