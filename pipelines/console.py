@@ -481,7 +481,8 @@ def summary_lines(*, split: str, models: Sequence[tuple[str, Mapping[str, Any], 
         lines.append(no_prediction)
     if tracking_uri:
         lines.append(f"MLflow UI: mlflow ui --backend-store-uri '{tracking_uri}' "
-                     "--host 127.0.0.1 --port 5000  (then http://127.0.0.1:5000)")
+                     "--host 127.0.0.1 --port 5000  (then http://127.0.0.1:5000/#/experiments"
+                     "?workflowType=machine_learning)")
     if log_path:
         lines.append(f"full logs: {log_path}")
     return lines

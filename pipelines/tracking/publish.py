@@ -25,8 +25,10 @@ from pipelines.tracking.runs import (
 from pipelines.tracking.connection import Store, bounded_http, use_store
 from pipelines.tracking.registry import (
     CANDIDATE_ALIAS,
+    LINEAGE_ARTIFACT,
     candidates_name,
     find_version,
+    lineage,
     lineage_tags,
     log_packaged_model,
 )
@@ -149,6 +151,8 @@ def publish_export(store: Store, export_path: str | Path, *, run_id: str | None 
         with_retries("logging reports", lambda: _reports(client, run_id, meta, export_path),
                      retries, backoff_s)
 
+        with_retries("logging the lineage", lambda: client.log_dict(
+            run_id, lineage(meta, export_path), LINEAGE_ARTIFACT), retries, backoff_s)
         tags = lineage_tags(meta, export_path) | {"tsi.mlflow_run_id": run_id}
         name = candidates_name(str(meta["task"]))
         version = with_retries("looking for an earlier registration",

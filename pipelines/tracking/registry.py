@@ -52,10 +52,19 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def lineage_tags(meta: Mapping[str, Any], export_path: str | Path) -> dict[str, str]:
-    """Version tags from an export's metadata: everything needed to refuse a wrong comparison."""
+# The version tags people filter and read in the UI (a version with ~25 tags showed them as a
+# tall, truncated stack in the versions table); everything else :func:`lineage` knows is the
+# training run's LINEAGE_ARTIFACT.
+VERSION_TAGS = ("tsi.task", "tsi.run_name", "tsi.model", "tsi.export_sha256", "tsi.classes_hash",
+                "tsi.num_classes", "tsi.eval_dataset_hash", "tsi.clip", "tsi.media",
+                "tsi.code_version", "tsi.metric.val_top1")
+LINEAGE_ARTIFACT = "lineage.json"
+
+
+def lineage(meta: Mapping[str, Any], export_path: str | Path) -> dict[str, str]:
+    """Everything an export's metadata says about how it was made, as ``tsi.*`` strings."""
     hashes = meta.get("dataset_hashes") or {}
-    tags = {
+    record = {
         "tsi.task": str(meta.get("task", "")),
         "tsi.run_name": str(meta.get("run_name", "")),
         "tsi.model": str(meta.get("model", "")),
@@ -74,8 +83,14 @@ def lineage_tags(meta: Mapping[str, Any], export_path: str | Path) -> dict[str, 
     }
     for key, value in (meta.get("metrics") or {}).items():
         if key.startswith(("val", "selection_")):
-            tags[f"tsi.metric.{key}"] = f"{float(value):.6g}"
-    return tags
+            record[f"tsi.metric.{key}"] = f"{float(value):.6g}"
+    return record
+
+
+def lineage_tags(meta: Mapping[str, Any], export_path: str | Path) -> dict[str, str]:
+    """The :data:`VERSION_TAGS` of an export: everything needed to refuse a wrong comparison."""
+    record = lineage(meta, export_path)
+    return {key: record[key] for key in VERSION_TAGS if key in record}
 
 
 def comparable(a: Mapping[str, str], b: Mapping[str, str]) -> tuple[bool, list[str]]:
